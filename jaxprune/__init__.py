@@ -1,0 +1,33 @@
+"""jaxprune: functional pruning and sparse training for JAX, Flax and optax.
+
+Example:
+  >>> import jax.numpy as jnp, optax, jaxprune
+  >>> tx = jaxprune.masked(optax.adam(1e-3), sparsity=0.9)
+  >>> state = tx.init({"w": jnp.ones((10, 10))})
+"""
+
+from jaxprune import criteria, distributions, masks, schedules, structures
+from jaxprune.errors import JaxpruneError, MaskMismatchError, MissingExtraError
+from jaxprune.masked import MaskedState, masked, masks_of
+from jaxprune.prune import apply_masks, prune
+from jaxprune.summary import SparsitySummary, sparsity_summary
+
+__version__ = "0.1.0"
+
+__all__ = [
+  "JaxpruneError",
+  "MaskMismatchError",
+  "MaskedState",
+  "MissingExtraError",
+  "SparsitySummary",
+  "apply_masks",
+  "criteria",
+  "distributions",
+  "masked",
+  "masks",
+  "masks_of",
+  "prune",
+  "schedules",
+  "sparsity_summary",
+  "structures",
+]

@@ -1,0 +1,35 @@
+"""Small pytree helpers shared by the engine: "/"-joined paths and prunable leaves."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+PyTree = Any
+
+
+def key_str(entry: Any) -> str:
+  """Returns the readable name of one path entry (dict key, attribute or index)."""
+  for attr in ("key", "name", "idx"):
+    if hasattr(entry, attr):
+      return str(getattr(entry, attr))
+  return str(entry)
+
+
+def path_str(path: tuple[Any, ...]) -> str:
+  """Joins a `jax.tree_util` key path with "/", e.g. ``"Dense_0/kernel"``."""
+  return "/".join(key_str(e) for e in path)
+
+
+def leaves_with_paths(tree: PyTree, is_leaf: Callable[[Any], bool] | None = None):
+  """Returns ``[(path_string, leaf), ...]`` in `jax.tree.leaves` order."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_leaf)
+  return [(path_str(p), x) for p, x in flat]
+
+
+def is_float_array(x: Any) -> bool:
+  """True for array-likes with a floating dtype (integer leaves are never pruned)."""
+  return hasattr(x, "dtype") and hasattr(x, "shape") and jnp.issubdtype(x.dtype, jnp.floating)

@@ -1,0 +1,127 @@
+"""Exact mask makers: keep exactly k entries of a score array, and 1-bit mask packing.
+
+Selection never sorts a large leaf. Scores are mapped to order-preserving unsigned 32-bit
+keys and the k-th largest key is found bit by bit (32 counting passes over the leaf); the
+mask keeps every key above it and, among keys equal to it, the lowest flat indices. Small
+leaves (≤ `SORT_LIMIT` entries) take the k-th key from a sort instead; both paths return
+identical masks. ``k`` may be a traced value, so a changing sparsity never retraces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PyTree = Any
+SORT_LIMIT = 1 << 14
+
+
+def sortable_keys(scores: jax.Array) -> jax.Array:
+  """Maps float scores to uint32 keys with the same order (NaN sorts lowest, −0 = +0).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> k = sortable_keys(jnp.array([-1.0, 0.0, 2.0, jnp.nan]))
+    >>> [int(i) for i in jnp.argsort(k)]
+    [3, 0, 1, 2]
+  """
+  s = jnp.asarray(scores, jnp.float32)
+  s = jnp.where(jnp.isnan(s), -jnp.inf, s)
+  s = jnp.where(s == 0, jnp.float32(0), s)
+  bits = jax.lax.bitcast_convert_type(s, jnp.uint32)
+  negative = (bits >> 31) == 1
+  # NaN became -inf, whose key is 0x007FFFFF; put it strictly below every real key.
+  key = jnp.where(negative, ~bits, bits | jnp.uint32(0x80000000))
+  return jnp.where(jnp.isnan(jnp.asarray(scores, jnp.float32)), jnp.uint32(0), key)
+
+
+def kth_largest_key(keys: jax.Array, k: jax.Array | int) -> jax.Array:
+  """Returns the k-th largest value of a flat uint32 array, for 1 ≤ k ≤ n (traceable k)."""
+  n = keys.shape[0]
+  k = jnp.clip(jnp.asarray(k, jnp.int32), 1, max(n, 1))
+  if n <= SORT_LIMIT:
+    return jnp.sort(keys)[n - k]
+
+  def body(i, t):
+    candidate = t | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
+    count = jnp.sum(keys >= candidate, dtype=jnp.int32)
+    return jnp.where(count >= k, candidate, t)
+
+  return jax.lax.fori_loop(0, 32, body, jnp.uint32(0))
+
+
+def topk_mask(scores: jax.Array, k: jax.Array | int) -> jax.Array:
+  """Boolean mask keeping exactly ``k`` highest-scoring entries of ``scores``.
+
+  Ties at the threshold are broken by lowest flat index; NaN scores rank lowest. ``k`` is
+  clipped to [0, n] and may be traced.
+
+  Args:
+    scores: array of any shape (cast to float32 for ranking).
+    k: number of entries to keep.
+
+  Returns:
+    A bool array of ``scores.shape`` with exactly ``clip(k, 0, n)`` True entries.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> topk_mask(jnp.array([0.5, 2.0, 2.0, 1.0]), 2)
+    Array([False,  True,  True, False], dtype=bool)
+  """
+  shape = jnp.shape(scores)
+  keys = sortable_keys(scores).reshape(-1)
+  n = keys.shape[0]
+  if n == 0:
+    return jnp.zeros(shape, bool)
+  k = jnp.clip(jnp.asarray(k, jnp.int32), 0, n)
+  t = kth_largest_key(keys, k)
+  above = keys > t
+  ties = keys == t
+  room = k - jnp.sum(above, dtype=jnp.int32)
+  tie_rank = jnp.cumsum(ties, dtype=jnp.int32) - 1
+  keep = above | (ties & (tie_rank < room))
+  return keep.reshape(shape)
+
+
+def num_to_keep(n: int, sparsity: jax.Array | float) -> jax.Array:
+  """Entries kept at ``sparsity`` among ``n``: ``n - round(sparsity * n)`` (half to even)."""
+  s = jnp.asarray(sparsity, jnp.float32)
+  return jnp.int32(n) - jnp.round(s * n).astype(jnp.int32)
+
+
+def make_mask(scores: jax.Array, sparsity: jax.Array | float, structure: Any = None) -> jax.Array:
+  """Mask for one leaf: exact count at ``sparsity`` under ``structure`` (default unstructured).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> m = make_mask(jnp.arange(10.0), 0.3)
+    >>> int(m.sum()), bool(m[0])
+    (7, False)
+  """
+  from jaxprune import structures  # local import: structures build on this module
+
+  structure = structures.unstructured() if structure is None else structure
+  return structure.make(scores, sparsity)
+
+
+# ----------------------------------------------------------------------------- packing
+
+
+def pack(mask: jax.Array) -> jax.Array:
+  """Packs a bool mask into uint8 bytes, 1 bit per entry (flattened, little-endian bits).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> pack(jnp.array([True, False, True])).dtype
+    dtype('uint8')
+  """
+  return jnp.packbits(jnp.asarray(mask, bool).reshape(-1), bitorder="little")
+
+
+def unpack(packed: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """Inverse of `pack` for a mask of ``shape``."""
+  n = int(np.prod(shape, dtype=np.int64))
+  return jnp.unpackbits(packed, count=n, bitorder="little").astype(bool).reshape(shape)
