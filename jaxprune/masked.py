@@ -21,6 +21,7 @@ import optax
 from flax import struct
 
 from jaxprune import criteria, schedules
+from jaxprune.errors import MaskMismatchError
 from jaxprune.masks import pack, unpack
 from jaxprune.selection import Plan
 
@@ -118,8 +119,10 @@ def masked(
     >>> grads = jax.tree.map(jnp.ones_like, params)
     >>> updates, state = tx.update(grads, state, params)
     >>> params = optax.apply_updates(params, updates)
-    >>> params["w"].tolist()
-    [[0.0, 0.0, 0.0, 0.0, 0.0], [5.900000095367432, 6.900000095367432, 7.900000095367432, 8.899999618530273, 9.899999618530273]]
+    >>> params["w"][0].tolist()  # the smaller half is pruned, exactly
+    [0.0, 0.0, 0.0, 0.0, 0.0]
+    >>> bool((params["w"][1] != 0).all())
+    True
   """
   _check_sparsity(sparsity)
   crit = criteria.get(criterion)
@@ -168,6 +171,12 @@ def masked(
     p_leaves = plan.check_tree(params, "params")
     g_leaves = plan.check_tree(updates, "gradient")
     crit.check_extras({"grads": updates, "key": True, **extras})
+    if jax.tree.structure(state.masks, is_leaf=_is_mask_node) != plan.treedef:
+      raise MaskMismatchError(
+        "The params passed to tx.update do not match the tree the masks were made for by "
+        f"tx.init.\n  masks:  {jax.tree.structure(state.masks, is_leaf=_is_mask_node)}\n"
+        f"  params: {plan.treedef}\nInitialise with the same params: state = tx.init(params)."
+      )
     stored = plan.treedef.flatten_up_to(state.masks)
 
     update_now, current = sched(state.count, sparsity)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# jaxprune's two entry points on a fresh machine; each sets itself up (.venv, install).
+#   ./run.sh train [--config ...] [--workdir ...]   a real pruning run that prints results
+#   ./run.sh test  [pytest args]                    lint, format check, tests, doctests
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+VENV="${JAXPRUNE_VENV:-.venv}"
+export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
+
+setup() {
+  python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    echo "jaxprune needs Python >= 3.11 (python3 is $(python3 --version))" >&2; exit 1; }
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  local want stamp="$VENV/.jaxprune-installed"
+  want="$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)"
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+      -c requirements.lock -e ".[test]"
+    echo "$want" >"$stamp"
+  fi
+}
+
+cmd="${1:-}"
+shift || true
+case "$cmd" in
+  train)
+    setup
+    exec "$VENV/bin/jaxprune-train" --config configs/default.py --workdir runs/default "$@"
+    ;;
+  test)
+    setup
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    exec "$VENV/bin/python" -m pytest -n 2 --dist loadgroup "$@"
+    ;;
+  *)
+    echo "usage: ./run.sh train [trainer flags] | ./run.sh test [pytest args]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,142 @@
+"""Exact counts, tie-breaking and packing of the mask makers (property-based)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxprune import masks, structures
+
+shapes = st.lists(st.integers(1, 12), min_size=1, max_size=3).map(tuple)
+sparsities = st.floats(0.0, 0.999, allow_nan=False)
+
+
+def _scores(shape, seed, kind):
+  rng = np.random.default_rng(seed)
+  if kind == "normal":
+    return rng.normal(size=shape).astype(np.float32)
+  if kind == "ties":
+    return rng.integers(0, 3, size=shape).astype(np.float32)
+  return np.zeros(shape, np.float32)
+
+
+@given(shapes, sparsities, st.integers(0, 2**16), st.sampled_from(["normal", "ties", "zeros"]))
+def test_topk_exact_count_under_jit(shape, sparsity, seed, kind):
+  s = _scores(shape, seed, kind)
+  n = s.size
+  want = n - round(sparsity * n)
+  m = jax.jit(structures.unstructured().make)(s, sparsity)
+  assert int(m.sum()) == want
+  if 0 < want < n:  # everything kept scores at least as high as everything removed
+    assert s[np.asarray(m)].min() >= s[~np.asarray(m)].max()
+
+
+@given(st.integers(0, 2**16), st.integers(0, 40_000))
+def test_bisection_matches_sort_path(seed, k):
+  n = 40_000  # above SORT_LIMIT: the bit-bisection path
+  x = jnp.asarray(np.random.default_rng(seed).normal(size=n).astype(np.float32))
+  x = jnp.round(x * 50) / 50  # many ties
+  m = masks.topk_mask(x, k)
+  order = np.lexsort((np.arange(n), -np.asarray(x)))  # by score desc, then index asc
+  expected = np.zeros(n, bool)
+  expected[order[:k]] = True
+  np.testing.assert_array_equal(np.asarray(m), expected)
+
+
+def test_ties_broken_by_lowest_index_and_deterministic():
+  m = masks.topk_mask(jnp.zeros(10), 3)
+  assert np.flatnonzero(np.asarray(m)).tolist() == [0, 1, 2]
+  m2 = jax.jit(masks.topk_mask)(jnp.zeros(100_000), 7)
+  assert np.flatnonzero(np.asarray(m2)).tolist() == list(range(7))
+
+
+def test_nan_scores_rank_lowest_and_count_stays_exact():
+  s = jnp.array([1.0, jnp.nan, 3.0, jnp.nan, -jnp.inf, 2.0])
+  m = masks.topk_mask(s, 4)
+  assert int(m.sum()) == 4
+  assert np.asarray(m).tolist() == [True, False, True, False, True, True]
+  big = jnp.full((50_000,), jnp.nan).at[:10].set(1.0)
+  assert int(masks.topk_mask(big, 25).sum()) == 25
+
+
+def test_sparsity_rounding_half_to_even():
+  assert int(masks.num_to_keep(10, 0.25)) == 8  # round(2.5) = 2
+  assert int(masks.num_to_keep(10, 0.35)) == 6  # round(3.5) = 4
+
+
+@settings(max_examples=12)
+@given(st.integers(1, 6), st.sampled_from([(1, 4), (2, 4), (3, 4), (1, 2), (4, 8)]), sparsities)
+def test_n_of_m_exact_per_group(rows, nm, seed_s):
+  n, m = nm
+  s = np.random.default_rng(int(seed_s * 1e6)).normal(size=(m * 3, rows)).astype(np.float32)
+  mask = np.asarray(jax.jit(structures.n_of_m(n, m).make)(s, 0.5))
+  groups = mask.reshape(3, m, rows)
+  assert (groups.sum(axis=1) == n).all()
+  dense = np.asarray(structures.n_of_m(n, m).make(s, 0.0))
+  assert dense.all()  # target 0 keeps the leaf dense
+
+
+def test_n_of_m_conv_axis_is_input_channels():
+  s = np.random.default_rng(0).normal(size=(3, 3, 8, 5)).astype(np.float32)
+  mask = np.asarray(structures.n_of_m(2, 4).make(s, 0.5))
+  assert (mask.reshape(3, 3, 2, 4, 5).sum(axis=3) == 2).all()
+
+
+@given(st.sampled_from([(2, 2), (1, 4), (4, 1)]), sparsities, st.integers(0, 1000))
+def test_block_exact_block_count(bshape, sparsity, seed):
+  s = np.random.default_rng(seed).normal(size=(8, 8)).astype(np.float32)
+  mask = np.asarray(structures.block(bshape).make(s, sparsity))
+  nb = 64 // (bshape[0] * bshape[1])
+  kept_blocks = nb - round(sparsity * nb)
+  assert mask.sum() == kept_blocks * bshape[0] * bshape[1]
+  tiles = mask.reshape(8 // bshape[0], bshape[0], 8 // bshape[1], bshape[1])
+  assert ((tiles.all(axis=(1, 3))) | (~tiles.any(axis=(1, 3)))).all()  # whole tiles only
+
+
+@settings(max_examples=12)
+@given(st.integers(2, 20), sparsities, st.integers(0, 1000))
+def test_channels_exact_channel_count(c, sparsity, seed):
+  s = np.random.default_rng(seed).normal(size=(3, 3, 4, c)).astype(np.float32)
+  mask = np.asarray(jax.jit(structures.channels().make)(s, sparsity))
+  per_channel = mask.reshape(-1, c)
+  assert (per_channel.all(0) | ~per_channel.any(0)).all()
+  assert per_channel.all(0).sum() == c - round(sparsity * c)
+
+
+@settings(max_examples=12)
+@given(shapes, sparsities, st.integers(0, 1000))
+def test_within_axis_exact_per_slice(shape, sparsity, seed):
+  s = np.random.default_rng(seed).normal(size=shape + (5,)).astype(np.float32)
+  mask = np.asarray(jax.jit(structures.unstructured(within=-1).make)(s, sparsity))
+  per = int(np.prod(shape))
+  assert (mask.reshape(-1, 5).sum(0) == per - round(sparsity * per)).all()
+
+
+@settings(max_examples=12)
+@given(shapes, st.integers(0, 1000))
+def test_pack_roundtrip(shape, seed):
+  m = np.random.default_rng(seed).random(shape) < 0.3
+  packed = masks.pack(m)
+  assert packed.dtype == jnp.uint8 and packed.size == -(-m.size // 8)
+  np.testing.assert_array_equal(np.asarray(masks.unpack(packed, shape)), m)
+
+
+@pytest.mark.parametrize(
+  "structure, shape, match",
+  [
+    (structures.n_of_m(2, 4), (6, 3), "not divisible by 4"),
+    (structures.block((2, 2)), (3, 4), "not divisible"),
+    (structures.channels(), (5,), "at least 2 dimensions"),
+    (structures.n_of_m(5, 4), (8, 2), "0 < n <= m"),
+  ],
+)
+def test_structure_validation_errors(structure, shape, match):
+  with pytest.raises(ValueError, match=match):
+    structure.validate(shape, "Dense_0/kernel")
+
+
+def test_unknown_structure_lists_valid():
+  with pytest.raises(ValueError, match="n_of_m"):
+    structures.get("diagonal")

@@ -1,0 +1,69 @@
+"""Schedule values and update steps at the boundaries."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxprune import schedules
+
+
+def _at(sched, t, target=0.9):
+  upd, s = sched(t, target)
+  return bool(upd), float(s)
+
+
+def test_one_shot():
+  sched = schedules.one_shot(3)
+  assert _at(sched, 2) == (False, 0.0)
+  assert _at(sched, 3)[0] and _at(sched, 3)[1] == pytest.approx(0.9)
+  assert _at(sched, 4)[0] is False and _at(sched, 4)[1] == pytest.approx(0.9)
+  assert _at(schedules.get(None), 0)[0]  # default: the first update prunes
+
+
+def test_periodic_boundaries():
+  sched = schedules.periodic(every=10, begin=5, end=25)
+  updates = [t for t in range(40) if _at(sched, t)[0]]
+  assert updates == [5, 15, 25]
+  assert _at(sched, 4)[1] == 0.0 and _at(sched, 30)[1] == pytest.approx(0.9)
+
+
+def test_polynomial_values_and_steps():
+  sched = schedules.polynomial(begin=10, end=50, every=15, power=3, initial=0.1)
+  updates = [t for t in range(80) if _at(sched, t)[0]]
+  assert updates == [10, 25, 40, 50]  # the grid plus `end` itself
+  assert _at(sched, 9)[1] == 0.0  # dense before begin
+  assert _at(sched, 10)[1] == pytest.approx(0.1)  # s_i at begin
+  p = (30 - 10) / 40
+  assert _at(sched, 30)[1] == pytest.approx(0.9 + (0.1 - 0.9) * (1 - p) ** 3, rel=1e-6)
+  assert _at(sched, 50)[1] == pytest.approx(0.9) and _at(sched, 1000)[1] == pytest.approx(0.9)
+
+
+def test_polynomial_is_monotone_and_jittable():
+  sched = schedules.polynomial(0, 100, 1)
+  values = jax.jit(jax.vmap(lambda t: sched(t, 0.95)[1]))(np.arange(120))
+  assert (np.diff(np.asarray(values)) >= -1e-7).all()
+
+
+def test_cosine_fraction():
+  f = schedules.cosine_fraction(0.3, end=100)
+  assert float(f(0)) == pytest.approx(0.3) and float(f(100)) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize(
+  "make, match",
+  [
+    (lambda: schedules.polynomial(10, 10, 1), "begin < end"),
+    (lambda: schedules.polynomial(0, 10, 0), "every >= 1"),
+    (lambda: schedules.periodic(0), "positive int"),
+    (lambda: schedules.one_shot(-1), "non-negative"),
+    (lambda: schedules.polynomial(0, 10, 1, initial=1.0), "initial"),
+  ],
+)
+def test_bad_schedules(make, match):
+  with pytest.raises(ValueError, match=match):
+    make()
+
+
+def test_schedule_must_be_callable():
+  with pytest.raises(TypeError, match="callable"):
+    schedules.get(5)
