@@ -312,3 +312,29 @@ def test_structure_on_leaf_with_too_few_dims():
 def test_n_of_m_indivisible_axis_error():
   with pytest.raises(ValueError, match="not divisible by 3"):
     jaxprune.masked(optax.sgd(0.1), 0.5, structure=jaxprune.structures.n_of_m(1, 3)).init(_params())
+
+
+FEATURES = {
+  "n_of_m": dict(structure=jaxprune.structures.n_of_m(2, 4)),
+  "block": dict(structure=jaxprune.structures.block((4, 4))),
+  "channels": dict(structure=jaxprune.structures.channels()),
+  "within": dict(structure=jaxprune.structures.unstructured(within=-1)),
+  "erk": dict(distribution="erk"),
+  "global": dict(distribution="global_normalized"),
+  "mapping": dict(distribution={"l1/kernel": 0.5, "l2/kernel": 0.75}),
+  "random": dict(criterion="random"),
+  "saliency": dict(criterion="saliency"),
+}
+
+
+@pytest.mark.parametrize("feature", list(FEATURES))
+def test_packed_matches_unpacked_for_every_feature(feature):
+  kw = dict(schedule=SCHEDULE, **FEATURES[feature])
+  a = _run(jaxprune.masked(optax.adam(1e-2), TARGET, **kw), steps=8)
+  b = _run(jaxprune.masked(optax.adam(1e-2), TARGET, packed=True, **kw), steps=8)
+  for (pa, ma), (pb, mb) in zip(a, b, strict=True):
+    chex.assert_trees_all_equal(ma, mb)
+    chex.assert_trees_all_equal(pa, pb)
+    for p, m in zip(jax.tree.leaves(pb), jax.tree.leaves(mb), strict=True):
+      assert (np.asarray(p)[~np.asarray(m)] == 0).all()
+  assert int((~a[-1][1]["l1"]["kernel"]).sum()) > 0  # the feature really pruned something

@@ -1,0 +1,41 @@
+"""Data for training: TFDS datasets prepared offline, in-memory or streamed, batched, prefetched.
+
+Datasets: ``"mnist"`` and ``"fashion_mnist"`` (TFDS, read with ``tfds.data_source``,
+no TensorFlow; prepare them once from the IDX files with
+``python -m jaxprune.data prepare mnist --from DIR``) and ``"digits"`` (scikit-learn's
+bundled 8x8 digits, needs nothing).
+
+Example:
+  >>> import jaxprune.data as jdata
+  >>> train = jdata.load("digits", "train")
+  >>> batch = next(jdata.BatchIterator(train, batch_size=32, seed=0))
+  >>> batch["image"].shape, batch["label"].shape
+  ((32, 8, 8, 1), (32,))
+"""
+
+from jaxprune.data.batching import BatchIterator, eval_batches
+from jaxprune.data.dataset import Dataset
+from jaxprune.data.idx import read_idx
+from jaxprune.data.loading import load
+from jaxprune.data.prefetch import prefetch_to_device
+from jaxprune.data.preparation import (
+  DatasetNotPreparedError,
+  default_data_dir,
+  ensure_prepared,
+  is_prepared,
+  prepare,
+)
+
+__all__ = [
+  "BatchIterator",
+  "Dataset",
+  "DatasetNotPreparedError",
+  "default_data_dir",
+  "ensure_prepared",
+  "eval_batches",
+  "is_prepared",
+  "load",
+  "prefetch_to_device",
+  "prepare",
+  "read_idx",
+]

@@ -1,0 +1,60 @@
+"""Command line: ``python -m jaxprune.data prepare mnist --from DIR [--data-dir D]``.
+
+Example:
+  python -m jaxprune.data prepare mnist --from ../shared/data/mnist
+  python -m jaxprune.data prepare fashion_mnist --from ~/fashion --data-dir /data/tfds
+  python -m jaxprune.data status mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from jaxprune.data.preparation import dataset_dir, default_data_dir, is_prepared, prepare
+from jaxprune.data.specs import SPECS
+
+_TFDS_NAMES = sorted(name for name, spec in SPECS.items() if spec.needs_preparation)
+
+
+def _parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+    prog="python -m jaxprune.data", description="Prepare TFDS datasets offline from IDX files."
+  )
+  commands = parser.add_subparsers(dest="command", required=True)
+  prep = commands.add_parser("prepare", help="build a TFDS dataset (array_record) from IDX files")
+  prep.add_argument("name", choices=_TFDS_NAMES)
+  source = prep.add_mutually_exclusive_group(required=True)
+  source.add_argument("--from", dest="source_dir", help="folder with the four IDX(.gz) files")
+  source.add_argument("--download", action="store_true", help="download the IDX files instead")
+  prep.add_argument("--data-dir", help=f"TFDS data directory (default: {default_data_dir()})")
+  prep.add_argument("--overwrite", action="store_true", help="rebuild even if already prepared")
+  status = commands.add_parser("status", help="say whether a dataset is prepared")
+  status.add_argument("name", choices=_TFDS_NAMES)
+  status.add_argument("--data-dir", help=f"TFDS data directory (default: {default_data_dir()})")
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  """Runs the command line; returns the exit status."""
+  args = _parser().parse_args(argv)
+  if args.command == "status":
+    prepared = is_prepared(args.name, args.data_dir)
+    word = "prepared" if prepared else "not prepared"
+    print(f"{args.name}: {word} in {dataset_dir(args.name, args.data_dir)}")
+    return 0 if prepared else 1
+  start = time.perf_counter()
+  try:
+    folder = prepare(
+      args.name, args.source_dir, args.data_dir, download=args.download, overwrite=args.overwrite
+    )
+  except (FileNotFoundError, ValueError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  print(f"{args.name} prepared in {folder} ({time.perf_counter() - start:.1f} s)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

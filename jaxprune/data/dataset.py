@@ -1,0 +1,152 @@
+"""`Dataset`: random access to normalised image batches, from memory or from a TFDS source."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from jaxprune.data.specs import DatasetSpec
+
+
+class Reader(Protocol):
+  """Reads raw examples: uint8 images ``[b, H, W, C]`` and integer labels ``[b]``."""
+
+  def __len__(self) -> int: ...
+
+  def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class ArrayReader:
+  """Reads examples from numpy arrays held in memory."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray):
+    if len(images) != len(labels):
+      raise ValueError(
+        f"images and labels differ in length: {len(images)} vs {len(labels)}; pass one "
+        "label per image."
+      )
+    self.images = images
+    self.labels = labels
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return self.images[indices], self.labels[indices]
+
+
+class SourceReader:
+  """Reads examples one batch at a time from a random-access source (`tfds.data_source`).
+
+  ``source[i]`` (or ``source.__getitems__(indices)``) must return dicts with an
+  ``"image"`` uint8 ``[H, W, C]`` and a ``"label"`` integer.
+  """
+
+  def __init__(self, source: Any):
+    self.source = source
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keys = [int(i) for i in np.asarray(indices).reshape(-1)]
+    getitems = getattr(self.source, "__getitems__", None)
+    records: Sequence[dict] = (
+      getitems(keys) if getitems is not None else [self.source[k] for k in keys]
+    )
+    if not records:
+      return np.zeros((0, 0, 0, 0), np.uint8), np.zeros((0,), np.int32)
+    images = np.stack([np.asarray(r["image"]) for r in records])
+    labels = np.asarray([r["label"] for r in records], np.int32)
+    return images, labels
+
+  def read_all(self, chunk: int = 10_000) -> ArrayReader:
+    """Reads every example into memory, ``chunk`` records at a time."""
+    parts = [self.read(np.arange(s, min(s + chunk, len(self)))) for s in range(0, len(self), chunk)]
+    return ArrayReader(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+class Dataset:
+  """One split of an image-classification dataset, indexed by arrays of example indices.
+
+  ``dataset[indices]`` returns ``{"image": float32 [b, H, W, C], "label": int32 [b]}``
+  with images normalised as ``(pixel / max_value - mean) / std`` using the dataset's
+  constants (see `jaxprune.data.specs.SPECS`).
+
+  Attributes:
+    name: the dataset name, e.g. ``"mnist"``.
+    split: the split name, e.g. ``"train"``.
+    num_examples: number of examples in the split.
+    image_shape: ``(H, W, C)``.
+    num_classes: number of labels.
+    in_memory: whether the raw examples are held in memory (else read per batch).
+
+  Example:
+    >>> ds = load("digits", "train")  # doctest: +SKIP
+    >>> batch = ds[np.arange(4)]  # doctest: +SKIP
+    >>> batch["image"].shape, batch["label"].dtype  # doctest: +SKIP
+    ((4, 8, 8, 1), dtype('int32'))
+  """
+
+  def __init__(self, spec: DatasetSpec, split: str, reader: Reader):
+    self.spec = spec
+    self.split = split
+    self._reader = reader
+    self._scale = np.float32(1.0 / (spec.max_value * spec.std))
+    self._shift = np.float32(spec.mean / spec.std)
+
+  @property
+  def name(self) -> str:
+    return self.spec.name
+
+  @property
+  def num_examples(self) -> int:
+    return len(self._reader)
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return self.spec.image_shape
+
+  @property
+  def num_classes(self) -> int:
+    return self.spec.num_classes
+
+  @property
+  def in_memory(self) -> bool:
+    return isinstance(self._reader, ArrayReader)
+
+  def __len__(self) -> int:
+    return self.num_examples
+
+  def raw(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the raw uint8 images and int32 labels at ``indices`` (no normalisation)."""
+    images, labels = self._reader.read(self._check_indices(indices))
+    return images, labels.astype(np.int32)
+
+  def __getitem__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    images, labels = self.raw(indices)
+    images = images.astype(np.float32) * self._scale - self._shift
+    return {"image": images.reshape((-1, *self.image_shape)), "label": labels}
+
+  def _check_indices(self, indices: np.ndarray) -> np.ndarray:
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
+      raise TypeError(
+        f"Dataset indices must be a 1-D integer array, got shape {indices.shape} and dtype "
+        f"{indices.dtype}; for one example use dataset[np.array([i])]."
+      )
+    if indices.size and (indices.min() < 0 or indices.max() >= self.num_examples):
+      raise IndexError(
+        f"Indices must lie in [0, {self.num_examples}) for {self.name}/{self.split}, got "
+        f"min {indices.min()} and max {indices.max()}."
+      )
+    return indices
+
+  def __repr__(self) -> str:
+    where = "in memory" if self.in_memory else "streamed"
+    return (
+      f"Dataset({self.name!r}, split={self.split!r}, num_examples={self.num_examples}, "
+      f"image_shape={self.image_shape}, {where})"
+    )

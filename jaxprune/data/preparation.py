@@ -1,0 +1,237 @@
+"""Preparing TFDS datasets offline from local IDX files, and checking they are prepared.
+
+A dataset is *prepared* in a data directory ``D`` when ``tfds.data_source(name,
+data_dir=D)`` can read it: ``D/<name>/<version>/dataset_info.json`` exists, records the
+array_record file format, and every shard it lists is on disk. Nothing here touches the
+network unless ``download=True`` is passed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from jaxprune.data.specs import DatasetSpec, get_spec
+
+DATA_DIR_ENV = "JAXPRUNE_DATA_DIR"
+
+# Where the MNIST IDX files sit relative to a project checkout or the working directory.
+_SHARED_MNIST = Path("..") / "shared" / "data" / "mnist"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+# How TFDS names shard files unless dataset_info.json says otherwise.
+_DEFAULT_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+
+
+class DatasetNotPreparedError(FileNotFoundError):
+  """A TFDS dataset is not prepared in the data directory and no local source was found.
+
+  The message shows the command that prepares it from local files, e.g.::
+
+    python -m jaxprune.data prepare mnist --from ../shared/data/mnist --data-dir ~/tfds
+  """
+
+
+def default_data_dir() -> Path:
+  """Returns the TFDS data directory: ``$JAXPRUNE_DATA_DIR`` if set, else ``~/tensorflow_datasets``.
+
+  Example:
+    >>> default_data_dir()  # with JAXPRUNE_DATA_DIR=/data/tfds  # doctest: +SKIP
+    PosixPath('/data/tfds')
+  """
+  value = os.environ.get(DATA_DIR_ENV)
+  return Path(value).expanduser() if value else Path.home() / "tensorflow_datasets"
+
+
+def _resolve(data_dir: str | os.PathLike | None) -> Path:
+  return Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
+
+
+def dataset_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
+  """Returns ``<data_dir>/<name>/<version>``, where TFDS keeps the prepared files of ``name``."""
+  from jaxprune.data.builders import builder_class
+
+  spec = _tfds_spec(name)
+  return _resolve(data_dir) / spec.name / str(builder_class(spec.name).VERSION)
+
+
+def _tfds_spec(name: str) -> DatasetSpec:
+  spec = get_spec(name)
+  if not spec.needs_preparation:
+    raise ValueError(
+      f"{name!r} needs no preparation: jaxprune.data.load({name!r}, 'train') reads it directly."
+    )
+  return spec
+
+
+def is_prepared(name: str, data_dir: str | os.PathLike | None = None) -> bool:
+  """Whether ``tfds.data_source(name, data_dir=data_dir)`` can read ``name`` (no network).
+
+  Args:
+    name: ``"mnist"``, ``"fashion_mnist"`` or ``"digits"`` (always prepared).
+    data_dir: the TFDS data directory; defaults to `default_data_dir()`.
+
+  Returns:
+    True if the dataset info exists, records the array_record format, lists every split
+    of the dataset, and all of its shards are on disk.
+
+  Example:
+    >>> is_prepared("mnist", "/nonexistent")
+    False
+  """
+  if not get_spec(name).needs_preparation:
+    return True
+  folder = dataset_dir(name, data_dir)
+  try:
+    info = json.loads((folder / "dataset_info.json").read_text())
+  except (OSError, ValueError):
+    return False
+  if info.get("fileFormat") != "array_record":
+    return False
+  splits = {s.get("name"): s for s in info.get("splits", [])}
+  if set(splits) < set(get_spec(name).splits):
+    return False
+  for split, entry in splits.items():
+    template = entry.get("filepathTemplate", _DEFAULT_TEMPLATE)
+    num_shards = len(entry.get("shardLengths", []))
+    for shard in range(num_shards):
+      filename = (
+        template.replace("{DATASET}", name)
+        .replace("{SPLIT}", split)
+        .replace("{FILEFORMAT}", "array_record")
+        .replace("{SHARD_X_OF_Y}", f"{shard:05d}-of-{num_shards:05d}")
+      )
+      if not (folder / filename).is_file():
+        return False
+  return True
+
+
+def find_source_dir(name: str) -> Path | None:
+  """Returns a local folder with the IDX files of ``name``, if one is found, else None.
+
+  Looks at ``../shared/data/mnist`` relative to the working directory and to the
+  project checkout (MNIST only).
+  """
+  from jaxprune.data.builders import has_idx_files
+
+  if name != "mnist":
+    return None
+  for base in (Path.cwd(), _REPO_ROOT):
+    candidate = (base / _SHARED_MNIST).resolve()
+    if has_idx_files(get_spec(name), candidate):
+      return candidate
+  return None
+
+
+def prepare_command(name: str, data_dir: str | os.PathLike | None, source: str = "DIR") -> str:
+  """The shell command that prepares ``name`` in ``data_dir`` from IDX files in ``source``."""
+  return f"python -m jaxprune.data prepare {name} --from {source} --data-dir {_resolve(data_dir)}"
+
+
+def prepare(
+  name: str,
+  source_dir: str | os.PathLike | None,
+  data_dir: str | os.PathLike | None = None,
+  *,
+  download: bool = False,
+  overwrite: bool = False,
+) -> Path:
+  """Writes the TFDS dataset ``name`` (array_record) from IDX files, without TensorFlow.
+
+  The result is the official TFDS dataset (same name, version and features), so the
+  unchanged ``tfds.data_source(name, data_dir=data_dir)`` reads it. If it is already
+  prepared this does nothing, unless ``overwrite``.
+
+  Args:
+    name: ``"mnist"`` or ``"fashion_mnist"``.
+    source_dir: folder with the four IDX files (plain or ``.gz``); None only with
+      ``download=True``.
+    data_dir: the TFDS data directory; defaults to `default_data_dir()`.
+    download: with ``source_dir=None``, download the IDX files from the dataset's
+      official URL (needs network access).
+    overwrite: rebuild even if the dataset is already prepared, replacing what is there.
+
+  Returns:
+    The prepared dataset folder ``<data_dir>/<name>/<version>``.
+
+  Raises:
+    FileNotFoundError: if ``source_dir`` lacks an IDX file.
+    ValueError: if no source is given, or a dataset in another file format is in the way.
+
+  Example:
+    >>> prepare("mnist", "../shared/data/mnist", "/tmp/tfds")  # doctest: +SKIP
+    PosixPath('/tmp/tfds/mnist/3.0.1')
+  """
+  from jaxprune.data.builders import find_idx_files, make_builder
+
+  spec = _tfds_spec(name)
+  folder = dataset_dir(name, data_dir)
+  if source_dir is None and not download:
+    raise ValueError(
+      f"prepare({name!r}, source_dir=None) needs a folder with the IDX files, e.g. "
+      f"prepare({name!r}, '../shared/data/mnist'), or download=True to fetch them."
+    )
+  if source_dir is not None:
+    find_idx_files(spec, source_dir)  # Fail before touching the data directory.
+  if is_prepared(name, data_dir) and not overwrite:
+    return folder
+  if folder.exists():
+    if not overwrite:
+      raise ValueError(
+        f"{os.fspath(folder)!r} exists but is not a complete array_record dataset (another "
+        "file format, or an interrupted preparation). Replace it with "
+        f"`{prepare_command(name, data_dir)} --overwrite`."
+      )
+    shutil.rmtree(folder)
+  _resolve(data_dir).mkdir(parents=True, exist_ok=True)
+  builder = make_builder(spec, _resolve(data_dir), source_dir)
+  with tempfile.TemporaryDirectory(prefix="jaxprune-downloads-") as downloads:
+    import tensorflow_datasets as tfds
+
+    config = tfds.download.DownloadConfig(try_download_gcs=False)
+    builder.download_and_prepare(download_dir=downloads, download_config=config)
+  return folder
+
+
+def ensure_prepared(
+  name: str,
+  data_dir: str | os.PathLike | None = None,
+  source_dir: str | os.PathLike | None = None,
+  *,
+  download: bool = False,
+) -> None:
+  """Makes sure ``name`` is prepared in ``data_dir``, from local files, failing fast otherwise.
+
+  In order: return if prepared; else prepare from ``source_dir`` or, for MNIST, from an
+  auto-detected ``../shared/data/mnist``; else download if ``download=True``; else
+  raise at once with the command that prepares it.
+
+  Args:
+    name: the dataset name.
+    data_dir: the TFDS data directory; defaults to `default_data_dir()`.
+    source_dir: folder with the IDX files, if any.
+    download: allow downloading the IDX files from the official URL.
+
+  Raises:
+    DatasetNotPreparedError: (a `FileNotFoundError`) if the dataset is not prepared and
+      no source was found; the message shows the command to run.
+
+  Example:
+    >>> ensure_prepared("mnist", "/tmp/tfds", source_dir="../shared/data/mnist")  # doctest: +SKIP
+  """
+  if is_prepared(name, data_dir):
+    return
+  source = Path(source_dir) if source_dir is not None else find_source_dir(name)
+  if source is not None or download:
+    prepare(name, source, data_dir, download=download and source is None)
+    return
+  looked = " (looked in ../shared/data/mnist)" if name == "mnist" else ""
+  raise DatasetNotPreparedError(
+    f"Dataset {name!r} is not prepared in {os.fspath(_resolve(data_dir))!r} and no IDX "
+    f"files were found{looked}. Prepare it from the four IDX "
+    f"files once:\n\n  {prepare_command(name, data_dir)}\n\nor, in Python, "
+    f"jaxprune.data.ensure_prepared({name!r}, data_dir, source_dir='DIR'); to download "
+    f"instead (needs network access), pass download=True."
+  )

@@ -1,0 +1,100 @@
+"""`load` and `Dataset`: the bundled digits, prepared MNIST in memory or streamed, the cache."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from jaxprune.data import Dataset, load
+from jaxprune.data import loading as loading_lib
+from jaxprune.data.cache import CACHE_FOLDER
+from jaxprune.data.specs import SPECS
+
+
+def test_digits_splits_are_deterministic_disjoint_and_complete():
+  train, test = load("digits", "train"), load("digits", "test")
+  assert (train.num_examples, test.num_examples) == (1437, 360)
+  assert train.image_shape == (8, 8, 1) and train.num_classes == 10 and train.name == "digits"
+  _, train_labels = train.raw(np.arange(train.num_examples))
+  test_images, test_labels = test.raw(np.arange(test.num_examples))
+  reference = load_digits()
+  np.testing.assert_array_equal(np.concatenate([train_labels, test_labels]), reference.target)
+  np.testing.assert_array_equal(test_images[..., 0], reference.images[1437:].astype(np.uint8))
+
+
+def test_digits_batches_are_normalised_float32_and_int32():
+  train = load("digits", "train")
+  batch = train[np.arange(train.num_examples)]
+  assert batch["image"].dtype == np.float32 and batch["image"].shape == (1437, 8, 8, 1)
+  assert batch["label"].dtype == np.int32 and batch["label"].shape == (1437,)
+  assert abs(float(batch["image"].mean())) < 0.01
+  assert abs(float(batch["image"].std()) - 1.0) < 0.01
+  some = train[np.array([5, 0, 5])]
+  np.testing.assert_array_equal(some["image"][0], some["image"][2])
+  np.testing.assert_array_equal(some["label"], batch["label"][[5, 0, 5]])
+
+
+def test_normalisation_uses_the_dataset_constants():
+  test = load("digits", "test")
+  raw, _ = test.raw(np.arange(4))
+  spec = SPECS["digits"]
+  expected = (raw.astype(np.float32) / spec.max_value - spec.mean) / spec.std
+  np.testing.assert_allclose(test[np.arange(4)]["image"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_names_splits_and_bad_indices_explain_themselves():
+  with pytest.raises(ValueError, match=r"'cifar10'.*'digits'.*'fashion_mnist'.*'mnist'"):
+    load("cifar10", "train")
+  with pytest.raises(ValueError, match="no split 'validation'.*'test', 'train'"):
+    load("digits", "validation")
+  test = load("digits", "test")
+  with pytest.raises(IndexError, match=r"\[0, 360\)"):
+    test[np.array([0, 360])]
+  with pytest.raises(TypeError, match="1-D integer array"):
+    test[np.array([[1, 2]])]
+
+
+def _compare_with_idx(dataset: Dataset, images: np.ndarray, labels: np.ndarray) -> None:
+  expected = {im.tobytes(): int(lab) for im, lab in zip(images, labels, strict=True)}
+  raw_images, raw_labels = dataset.raw(np.arange(dataset.num_examples))
+  got = {im[..., 0].tobytes(): int(lab) for im, lab in zip(raw_images, raw_labels, strict=True)}
+  assert got == expected
+
+
+def test_prepared_mnist_loads_into_memory_and_caches(prepared_mnist):
+  data_dir, arrays = prepared_mnist
+  train = load("mnist", "train", data_dir=data_dir)
+  assert train.in_memory and train.num_examples == 50 and train.image_shape == (28, 28, 1)
+  _compare_with_idx(train, *arrays["train"])
+  cache = data_dir / "mnist" / "3.0.1" / CACHE_FOLDER / "train.npz"
+  assert cache.is_file()
+  again = load("mnist", "train", data_dir=data_dir)
+  np.testing.assert_array_equal(again[np.arange(50)]["image"], train[np.arange(50)]["image"])
+
+
+def test_a_stale_cache_is_rebuilt(prepared_mnist):
+  data_dir, arrays = prepared_mnist
+  load("mnist", "test", data_dir=data_dir)
+  cache = data_dir / "mnist" / "3.0.1" / CACHE_FOLDER / "test.npz"
+  zeros = np.zeros((20, 28, 28, 1), np.uint8)
+  np.savez(cache, images=zeros, labels=np.zeros(20, np.int32), fingerprint="another preparation")
+  _compare_with_idx(load("mnist", "test", data_dir=data_dir), *arrays["test"])
+
+
+def test_streamed_and_in_memory_batches_are_equal(prepared_mnist, monkeypatch):
+  data_dir, arrays = prepared_mnist
+  in_memory = load("mnist", "test", data_dir=data_dir)
+  monkeypatch.setattr(loading_lib, "IN_MEMORY_LIMIT_BYTES", 0)
+  streamed = load("mnist", "test", data_dir=data_dir)
+  assert in_memory.in_memory and not streamed.in_memory
+  indices = np.array([19, 3, 3, 0, 7])
+  a, b = in_memory[indices], streamed[indices]
+  np.testing.assert_array_equal(a["image"], b["image"])
+  np.testing.assert_array_equal(a["label"], b["label"])
+  assert b["image"].dtype == np.float32 and b["label"].dtype == np.int32
+  _compare_with_idx(streamed, *arrays["test"])
+
+
+def test_the_default_data_dir_comes_from_the_environment(prepared_mnist, monkeypatch):
+  data_dir, _ = prepared_mnist
+  monkeypatch.setenv("JAXPRUNE_DATA_DIR", str(data_dir))
+  assert load("mnist", "test").num_examples == 20
