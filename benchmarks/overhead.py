@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _timing import interleaved, median_ratio
 
 import jaxprune
-from _timing import interleaved, median_ratio
 from jaxprune.criteria import magnitude
 from jaxprune.selection import Plan
 
