@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 PyTree = Any
-SORT_LIMIT = 1 << 14
 SAMPLE = 1 << 14
+SORT_LIMIT = 2 * SAMPLE  # larger leaves are sampled with a stride of at least 2
 
 
 def sortable_keys(scores: jax.Array) -> jax.Array:

@@ -35,7 +35,7 @@ def test_topk_exact_count_under_jit(shape, sparsity, seed, kind):
 
 @given(st.integers(0, 2**16), st.integers(0, 40_000))
 def test_bisection_matches_sort_path(seed, k):
-  n = 40_000  # above SORT_LIMIT: the bit-bisection path
+  n = 40_000  # above SORT_LIMIT: the sampled bisection path
   x = jnp.asarray(np.random.default_rng(seed).normal(size=n).astype(np.float32))
   x = jnp.round(x * 50) / 50  # many ties
   m = masks.topk_mask(x, k)

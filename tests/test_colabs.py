@@ -1,0 +1,139 @@
+"""The notebooks in colabs/ run end to end with small settings and print what they promise.
+
+Each notebook is executed in a fresh ``python3`` kernel (the interpreter running pytest;
+ipykernel provides the kernel spec, so nothing is fetched) with
+``JAXPRUNE_NOTEBOOK_SMALL=1``: a few steps on the bundled digits data. A failing cell fails
+the test with its traceback; the checks then read the cells' printed output.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+COLABS = Path(__file__).resolve().parents[1] / "colabs"
+NOTEBOOKS = ["quick_start.ipynb", "deep_dive.ipynb", "mnist_pruning.ipynb"]
+CELL_TIMEOUT_S = 300
+
+
+def execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, int]:
+  """Runs a notebook; returns its printed text and the number of images it displayed."""
+  monkeypatch.setenv("JAXPRUNE_NOTEBOOK_SMALL", "1")
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebooks' temporary run folders
+  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  nb = nbformat.read(COLABS / name, as_version=4)
+  client = nbclient.NotebookClient(
+    nb,
+    timeout=CELL_TIMEOUT_S,
+    kernel_name="python3",
+    resources={"metadata": {"path": str(tmp_path)}},
+  )
+  client.execute()  # raises CellExecutionError, with the traceback, if a cell fails
+  text, images = [], 0
+  for cell in nb.cells:
+    for out in cell.get("outputs", []):
+      if out.output_type == "stream" and out.name == "stdout":
+        text.append(out.text)
+      elif out.output_type in ("execute_result", "display_data"):
+        images += "image/png" in out.data
+        if "image/png" not in out.data:
+          text.append(out.data.get("text/plain", ""))
+  return "\n".join(text), images
+
+
+def floats_after(label: str, text: str) -> list[float]:
+  return [float(x) for x in re.findall(rf"{label}\s*([0-9.]+)", text)]
+
+
+def dicts_after(label: str, text: str) -> list[dict]:
+  return [ast.literal_eval(m) for m in re.findall(rf"{label}\s*(\{{[^}}]*\}})", text)]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_are_stored_clean_and_read_the_small_switch(name):
+  nb = nbformat.read(COLABS / name, as_version=4)
+  nbformat.validate(nb)
+  code = [c for c in nb.cells if c.cell_type == "code"]
+  assert all(not c.outputs and c.execution_count is None for c in code), f"{name} has outputs"
+  first = code[0].source
+  assert 'os.environ.get("JAXPRUNE_NOTEBOOK_SMALL") == "1"' in first
+  assert 'find_spec("jaxprune") is None' in first  # the Colab install is skipped here
+
+
+@pytest.mark.slow
+def test_quick_start(tmp_path, monkeypatch):
+  text, images = execute("quick_start.ipynb", tmp_path, monkeypatch)
+  # The toy problem keeps exactly the 8 informative weights.
+  kept = re.search(r"kept inputs:\s*(\[.*\])", text).group(1)
+  support = re.search(r"true support:\s*(\[.*\])", text).group(1)
+  assert ast.literal_eval(kept) == ast.literal_eval(support)
+  # LeNet: every kernel at exactly the 90% target after the polynomial schedule.
+  kernel = floats_after(r"Dense_\d/kernel sparsity", text)
+  assert kernel == [0.9, 0.9, 0.9]
+  accuracy = floats_after(r"test accuracy at 90% sparsity:", text)
+  assert len(accuracy) == 1 and 0.0 <= accuracy[0] <= 100.0
+  # Uniform and ERK reach the same total over the kernels; ERK spreads it unevenly.
+  assert floats_after(r"all kernels:", text) == [0.9, 0.9]
+  erk = ast.literal_eval(re.search(r"erk\s+per layer: (\[.*?\])", text).group(1))
+  assert max(erk) - min(erk) > 0.1
+  # Packed masks: the same masks in an eighth of the bytes.
+  bool_bytes = int(re.search(r"bool\s+masks: ([\d,]+) bytes", text).group(1).replace(",", ""))
+  packed = int(re.search(r"packed masks: ([\d,]+) bytes", text).group(1).replace(",", ""))
+  assert bool_bytes == 50_200 and packed * 8 == bool_bytes
+  assert "identical masks: True" in text
+  one_shot = floats_after(r"one-shot magnitude to \d+%: test accuracy", text)
+  assert len(one_shot) == 3 and one_shot[0] == accuracy[0]  # re-pruning to 90% changes nothing
+  assert images == 3  # schedules, distributions, structures
+
+
+@pytest.mark.slow
+def test_deep_dive(tmp_path, monkeypatch):
+  text, _ = execute("deep_dive.ipynb", tmp_path, monkeypatch)
+  assert "MaskedState ('count', 'masks', 'key', 'inner_state')" in text
+  assert dicts_after("sparsity after apply_updates:", text) == [{"layer0": 0.75, "layer1": 0.75}]
+  # inject_hyperparams: the sparsity follows the injected target.
+  injected = re.findall(r"target (0\.\d+) -> sparsity (\{[^}]*\})", text)
+  assert len(injected) == 5
+  for target, sparsity in injected:
+    assert all(abs(s - float(target)) < 0.01 for s in ast.literal_eval(sparsity).values())
+  # MultiSteps: masks change on the 8th micro-batch (the wrapper's step 1), not before.
+  multi = dict(re.findall(r"call (\d): masked step counter \d, sparsity (\{[^}]*\})", text))
+  assert ast.literal_eval(multi["7"]) == {"layer0": 0.0, "layer1": 0.0}
+  assert ast.literal_eval(multi["8"]) == {"layer0": 0.75, "layer1": 0.75}
+  # The registered criteria work inside masked and in prune.
+  assert "'movement'" in text and "loss_sensitivity" in text
+  assert dicts_after("jaxprune.prune with the same criterion:", text) == [
+    {"layer0": 0.75, "layer1": 0.75}
+  ]
+  # The missing-extras error names both extras and shows the corrected call.
+  error = text[text.index("MissingExtraError:") :]
+  assert "'loss_fn'" in error and "'batch'" in error
+  assert "tx.update(grads, state, params, loss_fn=loss_fn, batch=batch)" in error
+  assert "traces: 1" in text
+  assert "masks identical to the uninterrupted run:  True" in text
+  assert "params identical to the uninterrupted run: True" in text
+
+
+@pytest.mark.slow
+def test_mnist_pruning(tmp_path, monkeypatch):
+  text, images = execute("mnist_pruning.ipynb", tmp_path, monkeypatch)
+  runs = re.findall(
+    r"(\w+)\s+target ([0-9.]+)\s+sparsity ([0-9.]+)\s+test accuracy ([0-9.]+)%", text
+  )
+  assert len(runs) >= 4 and {r[0] for r in runs} >= {"magnitude"}
+  for criterion, target, sparsity, accuracy in runs:
+    assert abs(float(sparsity) - float(target)) < 1e-3, (criterion, target, sparsity)
+    assert 0.0 <= float(accuracy) <= 100.0
+  magnitude_half = [float(r[3]) for r in runs if r[0] == "magnitude" and float(r[1]) == 0.5]
+  assert magnitude_half and magnitude_half[0] > 30.0  # well above chance (10%)
+  dense = floats_after(r"dense baseline: test accuracy", text)
+  assert len(dense) == 1 and dense[0] > 30.0
+  assert "theoretical speedup 10.00x" in text  # the 90% run's table
+  assert images == 1
