@@ -1,10 +1,11 @@
 """Sparsity-inducing penalties to add to a loss: L1, a smooth count of nonzeros, group lasso.
 
-Each takes a params pytree and returns a float32 scalar, differentiable everywhere (group
-lasso uses the zero subgradient at an all-zero group). Which leaves are penalized is set by
-``filter``: by default floating leaves with ndim > 1 (kernels), like the default prunable
-leaves of `jaxprune.masked`; a regex is matched against "/"-joined paths; a callable gets
-``(path, leaf)``. A typical use trains with the penalty and prunes by magnitude at the end:
+Each takes a params pytree and returns a float32 scalar whose gradient is finite everywhere:
+at w = 0 (L1, smooth L0) and at an all-zero group (group lasso) it is the zero subgradient.
+Which leaves are penalized is set by ``filter``: by default floating leaves with ndim > 1
+(kernels), like the default prunable leaves of `jaxprune.masked`; a regex is matched against
+"/"-joined paths; a callable gets ``(path, leaf)``. A typical use trains with the penalty
+and prunes by magnitude at the end:
 
   loss = cross_entropy + 1e-4 * jaxprune.penalties.l1(params)
   ...
@@ -27,6 +28,12 @@ Filter = str | Callable[[str, Any], bool] | None
 _GROUPS = ("output", "input")
 
 
+def _abs(x: jax.Array) -> jax.Array:
+  """|x| as x·sign(x): its gradient is sign(x), the zero subgradient at x = 0."""
+  x = x.astype(jnp.float32)
+  return x * jax.lax.stop_gradient(jnp.sign(x))
+
+
 def _selected(params: PyTree, filter: Filter) -> list[tuple[str, jax.Array]]:
   pairs = leaves_with_paths(params)
   if filter is None:
@@ -43,7 +50,7 @@ def _selected(params: PyTree, filter: Filter) -> list[tuple[str, jax.Array]]:
 
 
 def l1(params: PyTree, filter: Filter = None) -> jax.Array:
-  """L1 norm Σ|w| of the selected leaves.
+  """L1 norm Σ|w| of the selected leaves (gradient sign(w), 0 at w = 0).
 
   Args:
     params: params pytree.
@@ -64,7 +71,7 @@ def l1(params: PyTree, filter: Filter = None) -> jax.Array:
   """
   total = jnp.zeros([], jnp.float32)
   for _, x in _selected(params, filter):
-    total = total + jnp.sum(jnp.abs(x.astype(jnp.float32)))
+    total = total + jnp.sum(_abs(x))
   return total
 
 
@@ -97,7 +104,7 @@ def smooth_l0(params: PyTree, beta: float = 0.01, filter: Filter = None) -> jax.
     raise ValueError(f"smooth_l0: beta must be > 0; got {beta!r}. E.g. smooth_l0(params, 0.01).")
   total = jnp.zeros([], jnp.float32)
   for _, x in _selected(params, filter):
-    total = total + jnp.sum(jnp.tanh(jnp.abs(x.astype(jnp.float32)) / (2.0 * beta)))
+    total = total + jnp.sum(jnp.tanh(_abs(x) / (2.0 * beta)))
   return total
 
 
@@ -109,6 +116,13 @@ def _safe_norm(sq: jax.Array) -> jax.Array:
 
 def group_norms(x: jax.Array, group: str = "output") -> jax.Array:
   """L2 norm of each output neuron/channel (last axis) or input one (axis −2) of a kernel.
+
+  Args:
+    x: a kernel with ndim >= 2, ``(..., n_in, n_out)``.
+    group: ``"output"`` or ``"input"``.
+
+  Returns:
+    float32 norms, shape ``(n_out,)`` or ``(n_in,)`` (gradient 0 at an all-zero group).
 
   Example:
     >>> import jax.numpy as jnp

@@ -252,13 +252,17 @@ def capture_inputs_nnx(
 
     return recording
 
+  own = {cls: "__call__" in vars(cls) for cls in originals}
   try:
     for cls, call in originals.items():
       cls.__call__ = wrap(call)
     model(x, *args, **kwargs)
   finally:
     for cls, call in originals.items():
-      cls.__call__ = call
+      if own[cls]:
+        cls.__call__ = call
+      else:
+        del cls.__call__  # it was inherited
   return {
     f"{path}/kernel": jnp.concatenate(xs) if len(xs) > 1 else xs[0]
     for path, xs in sorted(seen.items())

@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxprune._tree import is_float_array
 from jaxprune.errors import MissingExtraError
 
 PyTree = Any
@@ -132,8 +131,3 @@ def mean_loss(loss_fn: LossFn, batches: Sequence[Any]) -> Callable[[PyTree], jax
     return sum(loss_fn(params, b) for b in batches) / len(batches)
 
   return f
-
-
-def float_part(tree: PyTree) -> PyTree:
-  """Float leaves as float32; other leaves become ``None`` (unscored)."""
-  return jax.tree.map(lambda x: x.astype(jnp.float32) if is_float_array(x) else None, tree)

@@ -1,0 +1,83 @@
+"""Default experiment: LeNet-300-100 on MNIST, gradual magnitude pruning to 90% sparsity.
+
+Run it with ``jaxprune-train --config configs/default.py --workdir runs/default``; change
+any field from the command line, e.g. ``--config.pruning.sparsity=0.95``. Variants import
+this file (``load_config("default")``) and override what differs.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The default config; every field is documented inline."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Seeds initialisation, the data order, dropout and stochastic criteria.
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "mnist"  # "mnist", "fashion_mnist" (TFDS) or "digits" (8x8, bundled).
+  config.data.data_dir = (
+    ""  # TFDS data directory; "" = $JAXPRUNE_DATA_DIR or ~/tensorflow_datasets.
+  )
+  config.data.source_dir = ""  # IDX files to prepare from; "" = auto-detect ../shared/data/mnist.
+  config.data.download = False  # Allow downloading the dataset if not prepared (needs network).
+  config.data.fallback = "digits"  # Used, with a notice, if `name` is unavailable; "" = fail.
+  config.data.on_device = True  # Keep in-memory splits on device; steps gather their batch.
+  config.data.prefetch = 2  # Batches put on device ahead of the step (when not on_device).
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "lenet300100"  # lenet300100, lenet5, vgg_small, resnet20 or vit_small.
+  config.model.kwargs = ml_collections.ConfigDict()  # Model attributes, e.g. widths for resnet20.
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "adam"  # adam, adamw, sgd, momentum or lion (wrapped by masked()).
+  config.optimizer.learning_rate = 1e-3  # Peak learning rate.
+  config.optimizer.lr_schedule = "cosine"  # constant, cosine or linear (decay to the end).
+  config.optimizer.warmup_epochs = 0.0  # Linear warm-up from 0 to the peak, in epochs.
+  config.optimizer.end_lr_factor = 0.0  # Final learning rate as a fraction of the peak.
+  config.optimizer.weight_decay = 0.0  # adamw/lion: decoupled; adam/sgd: added to the gradient.
+  config.optimizer.momentum = 0.9  # Momentum of sgd / momentum.
+  config.optimizer.nesterov = False  # Nesterov momentum for sgd / momentum.
+  config.optimizer.grad_clip_norm = 0.0  # Clip gradients to this global norm (0 = off).
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 128  # Global batch size (split over devices).
+  config.train.num_epochs = 20.0  # Length of the run in epochs (fractions allowed).
+  config.train.num_steps = -1  # If > 0, the length in steps instead of epochs.
+  config.train.eval_batch_size = 1000  # Batch size of the test-set evaluation.
+  config.train.eval_every_epochs = 2.0  # Evaluate on the test split this often (and at the end).
+  config.train.log_every_steps = 100  # Write training metrics and refresh the bar this often.
+  config.train.label_smoothing = 0.0  # Label smoothing of the training loss.
+
+  config.pruning = ml_collections.ConfigDict()
+  config.pruning.enabled = True  # False trains dense with the plain inner optimizer.
+  config.pruning.sparsity = 0.9  # Final fraction of weights removed from the pruned layers.
+  config.pruning.criterion = "magnitude"  # Any name in jaxprune.criteria.names().
+  config.pruning.schedule = ml_collections.ConfigDict()
+  config.pruning.schedule.kind = "polynomial"  # one_shot, periodic or polynomial (gradual).
+  config.pruning.schedule.unit = "epochs"  # Unit of begin / end / every: epochs or steps.
+  config.pruning.schedule.begin = 1.0  # First mask update (one_shot: the only one).
+  config.pruning.schedule.end = 10.0  # Last mask update, reaching the target (polynomial).
+  config.pruning.schedule.every = 0.25  # Interval between mask updates.
+  config.pruning.schedule.power = 3.0  # Exponent of the polynomial ramp (Zhu & Gupta: 3).
+  config.pruning.schedule.initial = 0.0  # Sparsity at `begin` (polynomial).
+  config.pruning.distribution = "uniform"  # uniform, erk, er, global or global_normalized.
+  config.pruning.dense = ""  # Regex of parameter paths kept dense (uniform only), e.g. Dense_2/.*
+  config.pruning.structure = "unstructured"  # unstructured, channels, rows, N:M, block:RxC.
+  config.pruning.packed = False  # Store masks as 1 bit per weight.
+  config.pruning.seed = 0  # Seed of stochastic criteria (e.g. random).
+  config.pruning.scoring_temperature = 1.0  # Logit temperature of the loss criteria score with.
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.enabled = True  # Save and resume from <workdir>/checkpoints.
+  config.checkpoint.every_steps = 1000  # Save every this many steps (and at the end).
+  config.checkpoint.keep = 2  # Keep the last this many checkpoints.
+  config.checkpoint.async_save = True  # Write checkpoints in the background.
+
+  config.sharding = ml_collections.ConfigDict()
+  config.sharding.fsdp = False  # Shard params, masks and moments over devices (else replicate).
+  config.sharding.fsdp_min_size = 16384  # Leaves smaller than this stay replicated under fsdp.
+
+  config.report = ml_collections.ConfigDict()
+  config.report.plots = True  # Write training-curve and per-layer sparsity PNGs.
+  config.report.progress = True  # Show a tqdm progress bar.
+  return config

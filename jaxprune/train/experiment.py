@@ -1,0 +1,159 @@
+"""What a config describes, built once: data, model, optimizer, run length, state factory.
+
+`build` is shared by the training loop and by analysis code: `load_state` restores the
+train state of a (finished or interrupted) run from its workdir with the same config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import ml_collections
+import optax
+
+from jaxprune import criteria
+from jaxprune.train import checkpoint, input_pipeline, models, optim
+from jaxprune.train.state import TrainState, create_train_state
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """The pieces of a run, derived from its config.
+
+  Attributes:
+    config: the config it was built from.
+    splits: the train and test datasets (`input_pipeline.Splits`).
+    model: the Flax model.
+    tx: the optimizer (``jaxprune.masked(inner, ...)`` unless pruning is disabled).
+    learning_rate: the learning-rate schedule (step -> value).
+    steps_per_epoch: full batches per epoch.
+    total_steps: length of the run in steps.
+    input_shape: one example's shape, e.g. ``(28, 28, 1)``.
+  """
+
+  config: ml_collections.ConfigDict
+  splits: input_pipeline.Splits
+  model: nn.Module
+  tx: optax.GradientTransformation
+  learning_rate: optax.Schedule
+  steps_per_epoch: int
+  total_steps: int
+  input_shape: tuple[int, ...]
+
+  @property
+  def create_state(self) -> Callable[[], TrainState]:
+    """A function building the initial `TrainState` (also used under `jax.eval_shape`)."""
+    return functools.partial(
+      create_train_state, self.model, self.tx, self.input_shape, int(self.config.seed)
+    )
+
+  @property
+  def needs_activations(self) -> bool:
+    """Whether the criterion needs the ``activations`` extra (e.g. ``"wanda"``)."""
+    pruning = self.config.pruning
+    return bool(pruning.enabled) and "activations" in criteria.get(pruning.criterion).needs
+
+
+def run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  """Total training steps: ``train.num_steps`` if > 0, else ``num_epochs`` epochs."""
+  if config.train.num_steps > 0:
+    return int(config.train.num_steps)
+  return max(int(round(float(config.train.num_epochs) * steps_per_epoch)), 1)
+
+
+def build(config: ml_collections.ConfigDict, *, verbose: bool = True) -> Experiment:
+  """Loads the data and builds the model and optimizer of ``config``.
+
+  Args:
+    config: the experiment config.
+    verbose: print notices (dataset fallback, a schedule longer than the run) to stderr.
+
+  Returns:
+    The `Experiment`.
+
+  Example:
+    >>> from jaxprune.train.config import load_config
+    >>> exp = build(load_config("digits"))
+    >>> exp.splits.name, exp.steps_per_epoch, exp.total_steps, exp.input_shape
+    ('digits', 11, 330, (8, 8, 1))
+  """
+  splits = input_pipeline.load_splits(config.data, verbose=verbose)
+  train = splits.train
+  batch_size = int(config.train.batch_size)
+  if not 1 <= batch_size <= train.num_examples:
+    raise ValueError(
+      f"config.train.batch_size={batch_size} does not fit the {train.num_examples} training "
+      f"examples of {train.name!r}; expected 1 to {train.num_examples}, e.g. "
+      "--config.train.batch_size=128."
+    )
+  steps_per_epoch = train.num_examples // batch_size
+  total_steps = run_length(config, steps_per_epoch)
+  model = models.get_model(
+    config.model.name, num_classes=train.num_classes, **config.model.kwargs.to_dict()
+  )
+  tx, lr = optim.make_optimizer(config, steps_per_epoch, total_steps)
+  if config.pruning.enabled and verbose:
+    last = optim.last_mask_update(config.pruning.schedule, steps_per_epoch)
+    if last is not None and last >= total_steps:
+      print(
+        f"WARNING: the pruning schedule's last mask update is at step {last}, but the run has "
+        f"{total_steps} steps ({steps_per_epoch} per epoch), so the final sparsity stays below "
+        f"the target {config.pruning.sparsity}. Lengthen the run (--config.train.num_epochs) "
+        "or end the schedule earlier (--config.pruning.schedule.end).",
+        file=sys.stderr,
+        flush=True,
+      )
+  return Experiment(
+    config, splits, model, tx, lr, steps_per_epoch, total_steps, tuple(train.image_shape)
+  )
+
+
+def load_state(
+  config: ml_collections.ConfigDict, workdir: str | os.PathLike, step: int | None = None
+) -> TrainState:
+  """Restores the train state a run with ``config`` saved in ``workdir``.
+
+  Args:
+    config: the config the run was started with (same command-line overrides).
+    workdir: the run's folder.
+    step: which checkpoint (default: the latest).
+
+  Returns:
+    The restored `TrainState`, on one device whatever the run's device count. Its masks
+    are ``jaxprune.masks_of(state.opt_state)``.
+
+  Raises:
+    FileNotFoundError: if ``workdir`` holds no checkpoint.
+  """
+  exp = build(config, verbose=False)
+  directory = Path(workdir) / "checkpoints"
+  if not directory.is_dir():
+    raise FileNotFoundError(
+      f"No checkpoints in {os.fspath(directory)!r}; expected the --workdir of a run started "
+      "with config.checkpoint.enabled=True."
+    )
+  ckpt = checkpoint.Checkpointer(
+    directory, every_steps=1, keep=1 << 30, async_save=False, cleanup_tmp=False
+  )
+  try:
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = checkpoint.abstract_like(
+      jax.eval_shape(exp.create_state),
+      jax.tree.map(lambda _: device, jax.eval_shape(exp.create_state)),
+    )
+    restored = ckpt.restore(target, step)
+  finally:
+    ckpt.close()
+  if restored is None:
+    raise FileNotFoundError(
+      f"{os.fspath(directory)!r} holds no committed checkpoint; train first with "
+      f"jaxprune-train --config CONFIG --workdir {os.fspath(workdir)}."
+    )
+  return restored[0]

@@ -1,0 +1,251 @@
+"""Choosing the dataset a run trains on, offline first, and loading its train and test splits.
+
+For a TFDS dataset (``"mnist"``, ``"fashion_mnist"``) in order: use it if it is prepared
+in the data directory; else prepare it from local IDX files (``config.data.source_dir``,
+or for MNIST an auto-detected ``../shared/data/mnist``); else download it if the config
+allows (``config.data.download``); else fall back to ``config.data.fallback`` (the bundled
+``"digits"``) with a printed notice, or fail at once with the command that prepares it.
+Nothing here can start a download the config did not ask for.
+
+In-memory datasets can also live on the device whole (`device_arrays`): the loop then
+feeds only example indices (`Indices`) and gathers each batch inside the jitted step
+(`gather`), which removes nearly all per-step host work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+import jaxprune.data as jdata
+from jaxprune.data.preparation import find_source_dir
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+  """The datasets of a run.
+
+  Attributes:
+    train: the training split.
+    test: the evaluation split.
+    notice: what was substituted for the configured dataset, if anything (else None).
+  """
+
+  train: jdata.Dataset
+  test: jdata.Dataset
+  notice: str | None = None
+
+  @property
+  def name(self) -> str:
+    return self.train.name
+
+
+def _needs_files(name: str) -> bool:
+  from jaxprune.data.specs import get_spec
+
+  return get_spec(name).needs_preparation
+
+
+def resolve(data: ml_collections.ConfigDict) -> tuple[str, str | None]:
+  """Returns ``(dataset name to use, notice or None)``, preparing the dataset if possible.
+
+  Args:
+    data: ``config.data`` (``name``, ``data_dir``, ``source_dir``, ``download``,
+      ``fallback``).
+
+  Raises:
+    jaxprune.data.DatasetNotPreparedError: if the dataset is unavailable and there is no
+      fallback; the message shows the command that prepares it.
+  """
+  name = data.name
+  if not _needs_files(name):
+    return name, None
+  data_dir = data.data_dir or None
+  source = data.source_dir or None
+  offline_source = source is not None or find_source_dir(name) is not None
+  if not (offline_source or data.download or jdata.is_prepared(name, data_dir)) and data.fallback:
+    where = data_dir or os.fspath(jdata.default_data_dir())
+    looked = " (looked in ../shared/data/mnist)" if name == "mnist" else ""
+    notice = (
+      f"NOTICE: dataset {name!r} is not prepared in {where!r} and no IDX files were found"
+      f"{looked}; training on {data.fallback!r} instead. To use "
+      f"{name!r}: python -m jaxprune.data prepare {name} --from DIR --data-dir {where}, "
+      f"or --config.data.download=True where the network is reachable."
+    )
+    return data.fallback, notice
+  jdata.ensure_prepared(name, data_dir, source, download=bool(data.download))
+  return name, None
+
+
+def load_splits(data: ml_collections.ConfigDict, *, verbose: bool = True) -> Splits:
+  """Resolves the dataset (see `resolve`) and loads its ``train`` and ``test`` splits.
+
+  Args:
+    data: ``config.data``.
+    verbose: print the fallback notice to stderr.
+
+  Returns:
+    The `Splits`.
+
+  Example:
+    >>> import ml_collections
+    >>> data = ml_collections.ConfigDict(dict(name="digits", data_dir="", source_dir="",
+    ...                                       download=False, fallback=""))
+    >>> splits = load_splits(data)
+    >>> splits.name, splits.train.num_examples, splits.test.num_examples
+    ('digits', 1437, 360)
+  """
+  name, notice = resolve(data)
+  if notice and verbose:
+    print(notice, file=sys.stderr, flush=True)
+  data_dir = (data.data_dir or None) if _needs_files(name) else None
+  train = jdata.load(name, "train", data_dir=data_dir)
+  test = jdata.load(name, "test", data_dir=data_dir)
+  return Splits(train, test, notice)
+
+
+class Indices:
+  """A view of a dataset whose batches are example indices: ``{"index": int32 [b]}``.
+
+  Iterated by a `jaxprune.data.BatchIterator`, it visits the examples in exactly the order
+  (and with the same resumable position) as the dataset itself would; the images are then
+  gathered on device from `device_arrays` by `gather`.
+  """
+
+  def __init__(self, dataset: jdata.Dataset):
+    self.num_examples = dataset.num_examples
+
+  def __getitem__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    return {"index": np.asarray(indices, np.int32)}
+
+
+def device_arrays(dataset: jdata.Dataset, sharding: Any = None) -> dict[str, jax.Array]:
+  """The whole split on device: raw uint8 ``"image"`` ``[N, H, W, C]`` and int32 ``"label"``.
+
+  Args:
+    dataset: an in-memory `jaxprune.data.Dataset` (MNIST's training split is 47 MB).
+    sharding: where to put it, e.g. replicated over the mesh (every host holds the whole
+      split, so this also works across hosts); None for the default device.
+  """
+  images, labels = dataset.raw(np.arange(dataset.num_examples))
+  arrays = {"image": images.reshape((-1, *dataset.image_shape)), "label": labels.astype(np.int32)}
+  if sharding is None:
+    return jax.device_put(arrays)
+  return {
+    k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+    for k, v in arrays.items()
+  }
+
+
+def gather(data: dict[str, jax.Array], index: jax.Array, spec: Any) -> dict[str, jax.Array]:
+  """The batch at ``index`` from `device_arrays`, normalised like ``Dataset.__getitem__``.
+
+  Jittable: ``(pixel * (1 / (max_value * std))) - mean / std`` in float32.
+
+  Args:
+    data: from `device_arrays`.
+    index: int32 ``[b]`` example indices.
+    spec: the dataset's `jaxprune.data.specs.DatasetSpec` (``dataset.spec``).
+
+  Returns:
+    ``{"image": float32 [b, H, W, C], "label": int32 [b]}``.
+  """
+  scale = np.float32(1.0 / (spec.max_value * spec.std))
+  shift = np.float32(spec.mean / spec.std)
+  images = data["image"][index].astype(jnp.float32) * scale - shift
+  return {"image": images, "label": data["label"][index]}
+
+
+class TrainFeed:
+  """The training batches of a run: indices into a device-resident split, or host batches.
+
+  With ``on_device=True`` and an in-memory split, the split is put on the devices once
+  (replicated) and each step receives only its example indices, sharded over the batch
+  axis; `jit_step` gathers the batch inside the step. Otherwise batches are read on the
+  host and put on the devices by a prefetch thread. Either way the order is that of a
+  `jaxprune.data.BatchIterator` over the split, and `get_state` is its position.
+
+  Args:
+    dataset: the training split.
+    batch_size: global batch size.
+    seed: seed of the per-epoch order.
+    batch_sharding: sharding of a batch (leading axis over devices).
+    replicated: sharding of the device-resident split.
+    on_device: keep an in-memory split on the devices.
+    prefetch: batches prefetched ahead when streaming from the host.
+    position: a `get_state` result to resume from.
+  """
+
+  def __init__(
+    self,
+    dataset: jdata.Dataset,
+    batch_size: int,
+    seed: int,
+    *,
+    batch_sharding: Any,
+    replicated: Any,
+    on_device: bool = True,
+    prefetch: int = 2,
+    position: dict[str, int] | None = None,
+  ):
+    from jaxprune.train.sharding import HostLocalBatches
+
+    self.spec = dataset.spec
+    self.on_device = bool(on_device and dataset.in_memory)
+    self._batch_sharding = batch_sharding
+    source = Indices(dataset) if self.on_device else dataset
+    iterator = jdata.BatchIterator(source, batch_size, seed=seed)
+    if position is not None:
+      iterator.set_state(position)
+    batches = HostLocalBatches(iterator, batch_sharding)
+    if self.on_device:
+      self.data = device_arrays(dataset, replicated)
+      self._iterator: Any = batches
+    else:
+      self.data = None
+      self._iterator = jdata.prefetch_to_device(batches, size=prefetch, sharding=batch_sharding)
+
+  def __iter__(self) -> TrainFeed:
+    return self
+
+  def __next__(self) -> dict[str, Any]:
+    return next(self._iterator)
+
+  def get_state(self) -> dict[str, int]:
+    """The position after the last batch returned (save it with the checkpoint)."""
+    return self._iterator.get_state()
+
+  def close(self) -> None:
+    """Stops the prefetch thread, if any."""
+    if not self.on_device:
+      self._iterator.close()
+
+  def jit_step(self, step_fn: Any, state_shardings: Any, out_shardings: Any) -> Any:
+    """Jits ``step_fn(state, batch)`` for this feed's batches; returns ``f(state, batch)``.
+
+    The state argument is donated: its buffers are reused for the new state (do not use
+    the old state after the call). Arrays still referenced elsewhere, e.g. by a
+    checkpoint being written, are copied instead of reused.
+    """
+    if not self.on_device:
+      return jax.jit(
+        step_fn,
+        in_shardings=(state_shardings, self._batch_sharding),
+        out_shardings=out_shardings,
+        donate_argnums=0,
+      )
+    spec, replicated = self.spec, jax.tree.leaves(self.data)[0].sharding
+    on_data = jax.jit(
+      lambda state, data, batch: step_fn(state, gather(data, batch["index"], spec)),
+      in_shardings=(state_shardings, replicated, self._batch_sharding),
+      out_shardings=out_shardings,
+      donate_argnums=0,
+    )
+    return lambda state, batch: on_data(state, self.data, batch)

@@ -1,0 +1,253 @@
+"""The training loop: `train_and_evaluate(config, workdir)`.
+
+It loads the data (offline first, see `input_pipeline`), builds the model, the masked
+optimizer and the train state, resumes from ``<workdir>/checkpoints`` if a checkpoint is
+there, and trains with a progress bar showing loss, accuracy and sparsity. It writes
+into ``workdir``:
+
+* ``metrics.jsonl``: training metrics every ``log_every_steps`` steps and test metrics
+  every ``eval_every_epochs`` epochs (appended and flushed line by line);
+* ``checkpoints/``: orbax checkpoints every ``checkpoint.every_steps`` steps and at the end;
+* ``summary.json``: final test loss / accuracy / error, per-layer and total sparsity,
+  remaining parameters, compression, dense and remaining FLOPs, speedup, wall time, and
+  throughput: ``steps_per_second`` and ``cpu_seconds_per_step`` (from the end of the
+  first step, which includes compilation, to the end of the loop) and
+  ``input_wait_fraction`` (share of that time the loop was blocked on the next batch);
+* ``curves.png`` and ``layer_sparsity.png`` (see `report`), and ``config.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxprune.train import checkpoint, evaluation, experiment, input_pipeline, report, sharding
+from jaxprune.train.metrics_log import MetricsLog, read_metrics
+from jaxprune.train.steps import eval_step, train_step
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+  """Writes JSON atomically (temporary file, then rename), so a crash never leaves half a file."""
+  path = Path(path)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(obj, f, indent=2, default=str)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, verbose: bool = True
+) -> dict[str, Any]:
+  """Trains and evaluates a model as ``config`` says, resuming from ``workdir`` if possible.
+
+  Args:
+    config: the experiment config (see ``configs/default.py`` for every field).
+    workdir: the run's folder (created if missing).
+    verbose: print the final table to stdout.
+
+  Returns:
+    The summary also written to ``<workdir>/summary.json``.
+
+  Example:
+    From Python, with any override of the command line::
+
+      from jaxprune.train.config import load_config
+
+      config = load_config("default", {"pruning.sparsity": 0.95})
+      summary = train_and_evaluate(config, "runs/s95")
+      print(summary["test_error"], summary["sparsity"], summary["speedup"])
+  """
+  wall_start = time.perf_counter()
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  exp = experiment.build(config, verbose=verbose)
+  splits, model, lr = exp.splits, exp.model, exp.learning_rate
+  train_ds, test_ds = splits.train, splits.test
+  batch_size, steps_per_epoch, total_steps = (
+    int(config.train.batch_size),
+    exp.steps_per_epoch,
+    exp.total_steps,
+  )
+
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(batch_size, mesh)
+  sharding.check_batch_size(int(config.train.eval_batch_size), mesh, "train.eval_batch_size")
+  data_sharding = sharding.batch_sharding(mesh)
+  create = exp.create_state
+  abstract = jax.eval_shape(create)
+  shardings = sharding.state_shardings(
+    abstract, mesh, fsdp=bool(config.sharding.fsdp), min_size=int(config.sharding.fsdp_min_size)
+  )
+
+  ckpt = None
+  restored = None
+  if config.checkpoint.enabled:
+    ckpt = checkpoint.Checkpointer(
+      workdir / "checkpoints",
+      every_steps=int(config.checkpoint.every_steps),
+      keep=int(config.checkpoint.keep),
+      async_save=bool(config.checkpoint.async_save),
+    )
+    restored = ckpt.restore(checkpoint.abstract_like(abstract, shardings))
+  data_state = None
+  if restored is not None:
+    state, data_state = restored
+  else:
+    state = jax.jit(create, out_shardings=shardings)()
+  start_step = int(state.step)
+  write_json(workdir / "config.json", json.loads(config.to_json_best_effort()))
+
+  batches = input_pipeline.TrainFeed(
+    train_ds,
+    batch_size,
+    int(config.seed),
+    batch_sharding=data_sharding,
+    replicated=sharding.replicated(mesh),
+    on_device=bool(config.data.on_device),
+    prefetch=int(config.data.prefetch),
+    position=data_state,
+  )
+  p_train = batches.jit_step(
+    functools.partial(
+      train_step,
+      scoring_temperature=float(config.pruning.scoring_temperature),
+      label_smoothing=float(config.train.label_smoothing),
+      capture_activations=exp.needs_activations,
+    ),
+    shardings,
+    (shardings, sharding.replicated(mesh)),
+  )
+  p_eval = jax.jit(eval_step)
+  pruning = bool(config.pruning.enabled)
+  count_zeros = jax.jit(
+    lambda s: (
+      evaluation.pruned_counts(s.opt_state)[0] if pruning else evaluation.kernel_zeros(s.params)[0]
+    )
+  )
+  num_prunable = (
+    evaluation.num_pruned_weights(abstract.opt_state)
+    if pruning
+    else evaluation.num_kernel_weights(abstract.params)
+  )
+  put = lambda batch: sharding.global_batch(batch, data_sharding)
+
+  def run_eval(state):
+    return evaluation.evaluate(p_eval, state, test_ds, int(config.train.eval_batch_size), put)
+
+  log_every = max(int(config.train.log_every_steps), 1)
+  eval_every = max(int(round(float(config.train.eval_every_epochs) * steps_per_epoch)), 1)
+  log = MetricsLog(workdir / "metrics.jsonl", resume_step=start_step if restored else None)
+  bar = tqdm(
+    total=total_steps,
+    initial=start_step,
+    desc=f"{config.model.name}/{train_ds.name}",
+    unit="step",
+    dynamic_ncols=True,
+    mininterval=0.5,
+    disable=not config.report.progress,
+  )
+  window: list[dict[str, jax.Array]] = []
+  last_test, postfix = None, {}
+  # Throughput is timed from the end of the first step (which includes compilation).
+  input_wait, timed_steps, timed_from, cpu_from = 0.0, 0, None, 0.0
+  loop_start = time.perf_counter()
+  try:
+    for step in range(start_step, total_steps):
+      fetch_start = time.perf_counter()
+      batch = next(batches)
+      input_wait += time.perf_counter() - fetch_start
+      state, metrics = p_train(state, batch)
+      window.append(metrics)
+      if timed_from is None:
+        jax.block_until_ready(metrics)
+        input_wait, timed_from, cpu_from = 0.0, time.perf_counter(), time.process_time()
+      else:
+        timed_steps += 1
+      done = step + 1
+      record: dict[str, Any] = {}
+      if done % log_every == 0 or done == total_steps:
+        host = jax.device_get(window)
+        window = []
+        record["train_loss"] = float(np.mean([m["loss"] for m in host]))
+        record["train_accuracy"] = float(np.mean([m["accuracy"] for m in host]))
+        record["sparsity"] = int(count_zeros(state)) / max(num_prunable, 1)
+        record["learning_rate"] = float(lr(step))
+      if done % eval_every == 0 or done == total_steps:
+        last_test = run_eval(state)
+        record["test_loss"], record["test_accuracy"] = last_test["loss"], last_test["accuracy"]
+      if record:
+        log.write({"step": done, "epoch": done / steps_per_epoch, **record})
+        postfix.update(_postfix(record))
+        bar.set_postfix(postfix, refresh=False)
+      bar.update(1)
+      if ckpt is not None:
+        ckpt.save(done, state, batches.get_state(), force=done == total_steps)
+  finally:
+    jax.block_until_ready(state)
+    loop_end, cpu_end = time.perf_counter(), time.process_time()
+    bar.close()
+    batches.close()
+    log.close()
+    if ckpt is not None:
+      ckpt.close()
+
+  timed = loop_end - timed_from if timed_steps and timed_from is not None else 0.0
+  if last_test is None:  # Resumed a finished run: nothing trained, evaluate once more.
+    last_test = run_eval(state)
+  summary = {
+    "dataset": train_ds.name,
+    "notice": splits.notice,
+    "model": config.model.name,
+    "criterion": config.pruning.criterion if pruning else None,
+    "structure": config.pruning.structure if pruning else None,
+    "target_sparsity": float(config.pruning.sparsity) if pruning else 0.0,
+    "steps": int(state.step),
+    "epochs": int(state.step) / steps_per_epoch,
+    "devices": mesh.size,
+    "resumed_from_step": start_step if restored else None,
+    **evaluation.summarize(state, model, exp.input_shape, last_test),
+    "steps_per_second": timed_steps / timed if timed else None,
+    "input_wait_fraction": input_wait / timed if timed else None,
+    "cpu_seconds_per_step": (cpu_end - cpu_from) / timed_steps if timed else None,
+    "train_time_s": loop_end - loop_start,
+    "wall_time_s": time.perf_counter() - wall_start,
+  }
+  write_json(workdir / "summary.json", summary)
+  if config.report.plots:
+    report.plot_curves(read_metrics(workdir / "metrics.jsonl"), workdir / "curves.png")
+    report.plot_layer_sparsity(summary, workdir / "layer_sparsity.png")
+  if verbose:
+    if splits.notice:
+      print(splits.notice)
+    print(report.format_table(summary))
+    print(f"wall time {summary['wall_time_s']:.1f}s; results in {os.fspath(workdir)}")
+    sys.stdout.flush()
+  return summary
+
+
+def _postfix(record: dict[str, Any]) -> dict[str, str]:
+  out = {}
+  if "train_loss" in record:
+    out["loss"] = f"{record['train_loss']:.3f}"
+    out["acc"] = f"{record['train_accuracy']:.3f}"
+    out["sparsity"] = f"{record['sparsity']:.3f}"
+  if "test_accuracy" in record:
+    out["test_acc"] = f"{record['test_accuracy']:.4f}"
+  return out

@@ -1,0 +1,246 @@
+"""Building the optimizer from a config: the inner optax optimizer wrapped in `jaxprune.masked`.
+
+The config's ``optimizer`` block picks the inner optimizer and its learning-rate schedule;
+the ``pruning`` block picks the criterion, the sparsity schedule (in epochs or steps), the
+distribution over layers, the structure and the mask storage. See ``configs/default.py``
+for every field.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import ml_collections
+import optax
+
+import jaxprune
+from jaxprune import distributions, schedules, structures
+
+Config = ml_collections.ConfigDict
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "lion")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+SCHEDULES = ("one_shot", "periodic", "polynomial")
+
+
+def learning_rate(opt: Config, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
+  """The learning-rate schedule of ``opt`` (``config.optimizer``).
+
+  ``"constant"``; ``"cosine"``: linear warm-up for ``warmup_epochs`` then cosine decay to
+  ``learning_rate * end_lr_factor`` at ``total_steps``; ``"linear"``: the same warm-up then
+  linear decay.
+
+  Example:
+    >>> import ml_collections
+    >>> opt = ml_collections.ConfigDict(dict(learning_rate=1.0, lr_schedule="cosine",
+    ...                                      warmup_epochs=0.0, end_lr_factor=0.0))
+    >>> lr = learning_rate(opt, total_steps=100, steps_per_epoch=10)
+    >>> float(lr(0)), float(lr(50)), float(lr(100))
+    (1.0, 0.5, 0.0)
+  """
+  peak = float(opt.learning_rate)
+  if opt.lr_schedule == "constant":
+    return optax.constant_schedule(peak)
+  warmup = int(round(float(opt.warmup_epochs) * steps_per_epoch))
+  end = peak * float(opt.end_lr_factor)
+  decay = max(total_steps - warmup, 1)
+  if opt.lr_schedule == "cosine":
+    main = optax.cosine_decay_schedule(peak, decay, alpha=float(opt.end_lr_factor))
+  elif opt.lr_schedule == "linear":
+    main = optax.linear_schedule(peak, end, decay)
+  else:
+    raise ValueError(
+      f"Unknown config.optimizer.lr_schedule {opt.lr_schedule!r}; expected one of "
+      f"{LR_SCHEDULES}, e.g. --config.optimizer.lr_schedule=cosine."
+    )
+  if warmup == 0:
+    return main
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
+
+
+def inner_optimizer(opt: Config, lr: optax.Schedule) -> optax.GradientTransformation:
+  """The optimizer ``jaxprune.masked`` wraps: ``opt.name`` with ``lr``, optional clipping.
+
+  Example:
+    >>> import ml_collections, optax
+    >>> opt = ml_collections.ConfigDict(dict(name="sgd", momentum=0.9, nesterov=True,
+    ...                                      weight_decay=0.0, grad_clip_norm=0.0))
+    >>> tx = inner_optimizer(opt, optax.constant_schedule(0.1))
+  """
+  name = opt.name
+  if name == "adam":
+    tx = optax.adam(lr)
+  elif name == "adamw":
+    tx = optax.adamw(lr, weight_decay=float(opt.weight_decay))
+  elif name in ("sgd", "momentum"):
+    momentum = float(opt.momentum) if name == "momentum" or opt.momentum else None
+    tx = optax.sgd(lr, momentum=momentum, nesterov=bool(opt.nesterov) and bool(momentum))
+  elif name == "lion":
+    tx = optax.lion(lr, weight_decay=float(opt.weight_decay))
+  else:
+    raise ValueError(
+      f"Unknown config.optimizer.name {name!r}; expected one of {OPTIMIZERS}, e.g. "
+      "--config.optimizer.name=adamw."
+    )
+  if name in ("adam", "sgd", "momentum") and float(opt.weight_decay):
+    tx = optax.chain(optax.add_decayed_weights(float(opt.weight_decay)), tx)
+  if float(opt.grad_clip_norm):
+    tx = optax.chain(optax.clip_by_global_norm(float(opt.grad_clip_norm)), tx)
+  return tx
+
+
+def structure_from_string(spec: str) -> Any:
+  """Parses ``config.pruning.structure``.
+
+  ``"unstructured"``, ``"channels"`` (whole output neurons / filters), ``"N:M"`` (keep N
+  of every M along the input axis, e.g. ``"2:4"``), ``"block:RxC"`` (tiles, e.g.
+  ``"block:4x4"``), ``"rows"`` (unstructured with the same count per output neuron).
+
+  Example:
+    >>> structure_from_string("2:4")
+    NOfM(n=2, m=4, axis=None)
+    >>> structure_from_string("block:4x4")
+    Block(shape=(4, 4))
+  """
+  spec = spec.strip().lower()
+  if spec in ("", "unstructured"):
+    return structures.unstructured()
+  if spec == "rows":
+    return structures.unstructured(within=-1)
+  if spec in ("channels", "units", "neurons"):
+    return structures.channels()
+  if m := re.fullmatch(r"(\d+):(\d+)", spec):
+    return structures.n_of_m(int(m.group(1)), int(m.group(2)))
+  if m := re.fullmatch(r"block:(\d+(?:x\d+)*)", spec):
+    return structures.block(tuple(int(d) for d in m.group(1).split("x")))
+  raise ValueError(
+    f"Unknown config.pruning.structure {spec!r}; expected 'unstructured', 'channels', "
+    "'rows', 'N:M' (e.g. '2:4') or 'block:RxC' (e.g. 'block:4x4'). "
+    "Example: --config.pruning.structure=channels."
+  )
+
+
+def _to_steps(value: float, unit: str, steps_per_epoch: int) -> int:
+  return int(round(float(value) * (steps_per_epoch if unit == "epochs" else 1)))
+
+
+def pruning_schedule(sched: Config, steps_per_epoch: int) -> schedules.Schedule:
+  """The sparsity schedule of ``config.pruning.schedule``, converted to steps.
+
+  ``begin``, ``end`` and ``every`` are in ``unit`` (``"epochs"`` or ``"steps"``); epochs
+  become ``round(value * steps_per_epoch)`` steps (``every`` at least 1).
+
+  Example:
+    >>> import ml_collections
+    >>> sched = ml_collections.ConfigDict(dict(kind="polynomial", unit="epochs", begin=1.0,
+    ...                                        end=5.0, every=0.5, power=3.0, initial=0.0))
+    >>> pruning_schedule(sched, steps_per_epoch=100)
+    Polynomial(begin=100, end=500, every=50, power=3.0, initial=0.0)
+  """
+  if sched.unit not in ("epochs", "steps"):
+    raise ValueError(
+      f"config.pruning.schedule.unit must be 'epochs' or 'steps'; got {sched.unit!r}. "
+      "Example: --config.pruning.schedule.unit=steps."
+    )
+  begin = _to_steps(sched.begin, sched.unit, steps_per_epoch)
+  if sched.kind == "one_shot":
+    return schedules.one_shot(begin)
+  every = max(_to_steps(sched.every, sched.unit, steps_per_epoch), 1)
+  end = _to_steps(sched.end, sched.unit, steps_per_epoch)
+  if sched.kind == "periodic":
+    return schedules.periodic(every, begin, end if end > begin else None)
+  if sched.kind == "polynomial":
+    end = max(end, begin + 1)
+    return schedules.polynomial(begin, end, every, float(sched.power), float(sched.initial))
+  raise ValueError(
+    f"Unknown config.pruning.schedule.kind {sched.kind!r}; expected one of {SCHEDULES}, "
+    "e.g. --config.pruning.schedule.kind=one_shot."
+  )
+
+
+def last_mask_update(sched: Config, steps_per_epoch: int) -> int | None:
+  """The step of the schedule's last mask update (None for periodic without an end).
+
+  A run must be longer than this step to reach the target sparsity.
+
+  Example:
+    >>> import ml_collections
+    >>> sched = ml_collections.ConfigDict(dict(kind="one_shot", unit="epochs", begin=2.0))
+    >>> last_mask_update(sched, steps_per_epoch=100)
+    200
+  """
+  built = pruning_schedule(sched, steps_per_epoch)
+  if isinstance(built, schedules.OneShot):
+    return built.step
+  return built.end
+
+
+def distribution_from_config(pruning: Config) -> Any:
+  """``config.pruning.distribution``, with the leaves matching ``pruning.dense`` kept dense.
+
+  ``dense`` is a regex over "/"-joined parameter paths (full match), e.g. ``"Dense_2/.*"``
+  to leave LeNet's output layer unpruned; it combines with ``"uniform"`` only.
+
+  Example:
+    >>> import ml_collections
+    >>> pruning = ml_collections.ConfigDict(
+    ...   dict(distribution="uniform", dense="Dense_2/.*", sparsity=0.9))
+    >>> dist = distribution_from_config(pruning)
+    >>> type(dist).__name__
+    'ByPath'
+  """
+  name, dense = pruning.distribution, pruning.dense
+  if not dense:
+    return distributions.get(name)
+  if name != "uniform":
+    raise ValueError(
+      f"config.pruning.dense={dense!r} (leaves kept dense) works with the 'uniform' "
+      f"distribution only; got distribution={name!r}. Use --config.pruning.dense='' or "
+      "--config.pruning.distribution=uniform."
+    )
+  pattern = re.compile(dense)
+  sparsity = float(pruning.sparsity)
+
+  def rule(path: str, leaf: Any) -> float | None:
+    if pattern.fullmatch(path) or not distributions.default_prunable(path, leaf):
+      return None
+    return sparsity
+
+  return distributions.ByPath(rule)
+
+
+def make_optimizer(
+  config: Config, steps_per_epoch: int, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The run's optimizer: ``jaxprune.masked(inner, ...)``, or ``inner`` when pruning is off.
+
+  Args:
+    config: the experiment config (``optimizer`` and ``pruning`` blocks are read).
+    steps_per_epoch: training steps per epoch (to convert epoch-based schedules).
+    total_steps: length of the run in steps (for the learning-rate decay).
+
+  Returns:
+    ``(tx, learning_rate_schedule)``.
+
+  Example:
+    >>> from jaxprune.train.config import load_config
+    >>> config = load_config("default", {"pruning.criterion": "snip"})
+    >>> tx, lr = make_optimizer(config, steps_per_epoch=468, total_steps=9360)
+  """
+  lr = learning_rate(config.optimizer, total_steps, steps_per_epoch)
+  inner = inner_optimizer(config.optimizer, lr)
+  pruning = config.pruning
+  if not pruning.enabled:
+    return inner, lr
+  tx = jaxprune.masked(
+    inner,
+    float(pruning.sparsity),
+    criterion=pruning.criterion,
+    schedule=pruning_schedule(pruning.schedule, steps_per_epoch),
+    distribution=distribution_from_config(pruning),
+    structure=structure_from_string(pruning.structure),
+    packed=bool(pruning.packed),
+    seed=int(pruning.seed),
+  )
+  return tx, lr

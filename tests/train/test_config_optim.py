@@ -1,0 +1,134 @@
+"""Configs load and override; the optimizer, schedules and structures built from them."""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+import jaxprune
+from jaxprune.train import models, optim
+from jaxprune.train.config import config_path, load_config, override
+from jaxprune.train.state import create_train_state
+
+CONFIGS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "configs").glob("*.py"))
+
+
+def test_every_method_family_has_a_config():
+  expected = {"default", "snip", "grasp", "random_erk", "channels", "lenet5", "resnet20", "vit"}
+  assert expected <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_builds_its_optimizer_and_state(name):
+  config = load_config(name)
+  assert config.pruning.criterion in jaxprune.criteria.names()
+  tx, lr = optim.make_optimizer(config, steps_per_epoch=100, total_steps=1000)
+  model = models.get_model(config.model.name, num_classes=10, **config.model.kwargs.to_dict())
+  state = jax.eval_shape(lambda: create_train_state(model, tx, (28, 28, 1), 0))
+  assert isinstance(state.opt_state, jaxprune.MaskedState)
+  peak = max(float(lr(t)) for t in range(0, 1000, 10))
+  assert peak == pytest.approx(config.optimizer.learning_rate, rel=1e-3)
+
+
+def test_variants_override_only_what_differs():
+  default, grasp = load_config("default"), load_config("grasp")
+  assert grasp.pruning.criterion == "grasp" and grasp.pruning.scoring_temperature == 200.0
+  assert grasp.optimizer == default.optimizer and grasp.model == default.model
+
+
+def test_override_sets_dotted_fields_and_lists_valid_ones_when_unknown():
+  config = load_config("default", {"pruning.sparsity": 0.95, "train.num_epochs": 3.0})
+  assert (config.pruning.sparsity, config.train.num_epochs) == (0.95, 3.0)
+  with pytest.raises(AttributeError, match=r"pruning has no field 'sparsty'.*'sparsity'"):
+    override(config, {"pruning.sparsty": 0.5})
+  with pytest.raises(FileNotFoundError, match="default"):
+    config_path("no_such_config")
+
+
+def test_loaded_config_is_locked_against_new_fields():
+  config = load_config("default")
+  with pytest.raises(AttributeError):
+    config.pruning.new_field = 1
+
+
+def test_schedule_in_epochs_becomes_steps():
+  sched = ml_collections.ConfigDict(
+    dict(kind="polynomial", unit="epochs", begin=1.0, end=10.0, every=0.25, power=3.0, initial=0.0)
+  )
+  built = optim.pruning_schedule(sched, steps_per_epoch=468)
+  assert (built.begin, built.end, built.every) == (468, 4680, 117)
+  update, sparsity = built(4680, 0.9)
+  assert bool(update) and float(sparsity) == pytest.approx(0.9)
+  with sched.unlocked():
+    sched.kind = "cosine"
+  with pytest.raises(ValueError, match="one_shot, periodic or polynomial|expected one of"):
+    optim.pruning_schedule(sched, 10)
+
+
+@pytest.mark.parametrize(
+  "spec, cls",
+  [
+    ("unstructured", "Unstructured"),
+    ("channels", "Channels"),
+    ("2:4", "NOfM"),
+    ("block:2x2", "Block"),
+  ],
+)
+def test_structure_strings(spec, cls):
+  assert type(optim.structure_from_string(spec)).__name__ == cls
+
+
+def test_unknown_names_fail_with_the_valid_choices():
+  with pytest.raises(ValueError, match="'channels'"):
+    optim.structure_from_string("filters-ish")
+  opt = load_config("default").optimizer
+  with opt.unlocked():
+    opt.name = "adagrad"
+  with pytest.raises(ValueError, match="adamw"):
+    optim.inner_optimizer(opt, optax.constant_schedule(1e-3))
+
+
+def test_dense_pattern_keeps_the_output_layer_unpruned():
+  config = load_config(
+    "channels", {"pruning.schedule.kind": "one_shot", "pruning.schedule.begin": 0.0}
+  )
+  tx, _ = optim.make_optimizer(config, steps_per_epoch=10, total_steps=10)
+  model = models.get_model("lenet300100", num_classes=10)
+
+  @jax.jit
+  def first_update():
+    params = model.init(jax.random.key(0), jnp.ones((1, 8, 8, 1)))["params"]
+    grads = jax.tree.map(jnp.ones_like, params)
+    return tx.update(grads, tx.init(params), params)[1]
+
+  masks = jaxprune.masks_of(first_update())
+  assert bool(masks["Dense_2"]["kernel"].all())
+  kept_units = np.asarray(masks["Dense_0"]["kernel"]).any(axis=0)
+  assert kept_units.sum() == 30  # whole neurons: 10% of 300 kept
+  assert np.asarray(masks["Dense_0"]["kernel"])[:, kept_units].all()
+
+
+def test_dense_pattern_with_a_non_uniform_distribution_is_refused():
+  pruning = load_config("channels").pruning
+  with pruning.unlocked():
+    pruning.distribution = "erk"
+  with pytest.raises(ValueError, match="uniform"):
+    optim.distribution_from_config(pruning)
+
+
+def test_disabled_pruning_gives_the_plain_inner_optimizer():
+  config = load_config("default", {"pruning.enabled": False})
+  tx, _ = optim.make_optimizer(config, 10, 100)
+  state = tx.init({"w": jnp.ones((3, 3))})
+  with pytest.raises(ValueError, match="No jaxprune.masked state"):
+    jaxprune.masks_of(state)
+
+
+def test_last_mask_update_of_each_kind():
+  sched = load_config("default").pruning.schedule
+  assert optim.last_mask_update(sched, 100) == 1000
+  assert optim.last_mask_update(load_config("snip").pruning.schedule, 100) == 0

@@ -1,0 +1,128 @@
+"""The whole training loop for a few steps on the bundled digits: files, numbers, resume."""
+
+import json
+import shutil
+
+import jax
+import numpy as np
+import pytest
+from trainer_helpers import small
+
+import jaxprune
+import jaxprune.data as jdata
+from jaxprune.data import preparation
+from jaxprune.train import input_pipeline
+from jaxprune.train.config import load_config
+from jaxprune.train.experiment import load_state
+from jaxprune.train.loop import train_and_evaluate
+from jaxprune.train.metrics_log import read_metrics
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _leaves_equal(a, b) -> bool:
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  same_tree = jax.tree.structure(a) == jax.tree.structure(b)
+  return same_tree and all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
+
+
+def test_the_loop_writes_metrics_summary_plots_and_prints_the_table(tmp_path, capsys):
+  config = load_config(
+    "default", small(report__plots=True, train__eval_every_epochs=1.0, report__progress=True)
+  )
+  summary = train_and_evaluate(config, tmp_path)
+
+  records = read_metrics(tmp_path / "metrics.jsonl")
+  steps = [r["step"] for r in records]
+  assert steps == sorted(set(steps)) and steps[-1] == 60
+  assert [r["step"] for r in records if "test_accuracy" in r] == [22, 44, 60]
+  assert [r["step"] for r in records if "train_loss" in r] == [10, 20, 30, 40, 50, 60]
+  assert records[-1]["sparsity"] == pytest.approx(0.9)
+
+  on_disk = json.loads((tmp_path / "summary.json").read_text())
+  assert on_disk == json.loads(json.dumps(summary))
+  assert summary["dataset"] == "digits" and summary["steps"] == 60
+  assert summary["test_error"] == pytest.approx(1 - summary["test_accuracy"])
+  assert summary["test_accuracy"] == records[-1]["test_accuracy"]
+  assert summary["sparsity"] == pytest.approx(0.9)
+  kernels = {k: v for k, v in summary["layers"].items() if len(v["shape"]) > 1}
+  assert all(v["sparsity"] == pytest.approx(0.9, abs=1e-3) for v in kernels.values())
+  assert summary["params_total"] == 50_610
+  assert summary["compression"] == pytest.approx(50_610 / summary["params_remaining"])
+  assert summary["flops_dense"] == 50_200 and summary["speedup"] == pytest.approx(10.0, rel=1e-3)
+  assert summary["steps_per_second"] > 0 and 0 <= summary["input_wait_fraction"] < 1
+  for name in ("curves.png", "layer_sparsity.png"):
+    assert (tmp_path / name).read_bytes()[:8] == PNG
+  assert json.loads((tmp_path / "config.json").read_text())["data"]["name"] == "digits"
+  out = capsys.readouterr()
+  assert "test error" in out.out and "Dense_0/kernel" in out.out
+  assert "loss=" in out.err and "sparsity=" in out.err  # the progress bar
+
+  # Starting again with the same config resumes the finished run: nothing is retrained.
+  again = train_and_evaluate(config, tmp_path, verbose=False)
+  assert again["resumed_from_step"] == 60 and again["steps"] == 60
+  assert again["test_accuracy"] == summary["test_accuracy"]
+  assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == steps
+
+
+def test_resume_after_a_killed_save_is_bit_identical(tmp_path):
+  config = load_config("default", small())
+  reference = tmp_path / "reference"
+  train_and_evaluate(config, reference, verbose=False)
+  assert sorted(p.name for p in (reference / "checkpoints").iterdir()) == ["20", "40", "60"]
+
+  # The run we resume was killed while saving step 40: step 20 is its last committed
+  # checkpoint, step 40 exists only half-written under orbax's temporary name, and its
+  # metrics log goes beyond step 20 and ends in a torn line.
+  resumed = tmp_path / "resumed"
+  (resumed / "checkpoints").mkdir(parents=True)
+  shutil.copytree(reference / "checkpoints" / "20", resumed / "checkpoints" / "20")
+  partial = resumed / "checkpoints" / "40.orbax-checkpoint-tmp-1700000000000000"
+  shutil.copytree(reference / "checkpoints" / "40", partial)
+  for f in sorted(p for p in partial.rglob("*") if p.is_file())[1::2]:
+    f.unlink()
+  lines = (reference / "metrics.jsonl").read_text().splitlines()[:4]
+  (resumed / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 50, "tra')
+
+  summary = train_and_evaluate(config, resumed, verbose=False)
+  assert summary["resumed_from_step"] == 20
+  assert not partial.exists()
+  a, b = load_state(config, reference), load_state(config, resumed)
+  assert int(a.step) == int(b.step) == 60
+  assert _leaves_equal(a.params, b.params)
+  assert _leaves_equal(jaxprune.masks_of(a.opt_state), jaxprune.masks_of(b.opt_state))
+  assert _leaves_equal(a.opt_state, b.opt_state)
+  steps = [r["step"] for r in read_metrics(resumed / "metrics.jsonl")]
+  assert steps == [10, 20, 30, 40, 50, 60]
+
+
+def test_mnist_without_files_falls_back_to_digits_with_a_notice(tmp_path, monkeypatch, capsys):
+  # As on a machine without ../shared/data/mnist.
+  monkeypatch.setattr(input_pipeline, "find_source_dir", lambda name: None)
+  monkeypatch.setattr(preparation, "find_source_dir", lambda name: None)
+  data = load_config("default", {"data.data_dir": str(tmp_path / "tfds")}).data
+  splits = input_pipeline.load_splits(data)
+  assert splits.name == "digits" and "NOTICE" in splits.notice
+  assert "python -m jaxprune.data prepare mnist" in capsys.readouterr().err
+  with data.unlocked():
+    data.fallback = ""
+  with pytest.raises(jdata.DatasetNotPreparedError, match="prepare mnist"):
+    input_pipeline.load_splits(data)
+  assert not (tmp_path / "tfds").exists()  # nothing was downloaded or written
+
+
+def test_device_resident_and_host_batches_visit_the_same_examples():
+  train = jdata.load("digits", "train")
+  kwargs = dict(batch_sharding=None, replicated=None, position={"epoch": 1, "index": 64})
+  on_device = input_pipeline.TrainFeed(train, 32, 7, on_device=True, **kwargs)
+  host = input_pipeline.TrainFeed(train, 32, 7, on_device=False, **kwargs)
+  try:
+    for _ in range(3):
+      index = next(on_device)["index"]
+      gathered = input_pipeline.gather(on_device.data, index, train.spec)
+      batch = next(host)
+      np.testing.assert_allclose(gathered["image"], batch["image"], rtol=1e-6, atol=1e-6)
+      np.testing.assert_array_equal(gathered["label"], batch["label"])
+    assert on_device.get_state() == host.get_state() == {"epoch": 1, "index": 160}
+  finally:
+    host.close()
