@@ -59,8 +59,8 @@ def bench_scores(name: str, batch_size: int, repeats: int, slow_repeats: int, pr
     "grasp": lambda p, b: criteria.grasp(p, loss_fn=loss_fn, batch=b),
   }
   slow = {
-    f"obd(k={probes})": lambda p, b: criteria.obd(
-      p, loss_fn=loss_fn, batch=b, key=key, hutchinson_samples=probes
+    f"obd(k={probes}) loop": lambda p, b: criteria.obd(
+      p, loss_fn=loss_fn, batch=b, key=key, hutchinson_samples=probes, hutchinson_unroll=False
     ),
     "obd unrolled": lambda p, b: criteria.obd(
       p, loss_fn=loss_fn, batch=b, key=key, hutchinson_samples=probes, hutchinson_unroll=True
@@ -78,14 +78,14 @@ def bench_scores(name: str, batch_size: int, repeats: int, slow_repeats: int, pr
   n_params = sum(x.size for x in jax.tree.leaves(params))
   param_bytes = sum(x.nbytes for x in jax.tree.leaves(params))
   print(f"\n{name}: {n_params:,} params ({param_bytes / MiB:.2f} MiB), batch {batch_size}")
-  print(f"  {'computation':<13} {'median ms':>10} {'÷ grad':>8} {'peak MiB':>9} {'÷ grad':>7}")
+  print(f"  {'computation':<15} {'median ms':>10} {'÷ grad':>8} {'peak MiB':>9} {'÷ grad':>7}")
   grad_peak = peak_bytes(grad, params, batch)
   for times, fns in ((fast_times, fast), (slow_times, slow)):
     for k, f in fns.items():
       peak = peak_bytes(f, params, batch)
       ratio = 1.0 if k == "grad" else median_ratio(times, k, "grad")
       print(
-        f"  {k:<13} {1e3 * statistics.median(times[k]):>10.2f} {ratio:>7.2f}x "
+        f"  {k:<15} {1e3 * statistics.median(times[k]):>10.2f} {ratio:>7.2f}x "
         f"{peak / MiB:>9.2f} {peak / grad_peak:>6.2f}x"
       )
 

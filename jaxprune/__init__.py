@@ -6,7 +6,8 @@ Example:
   >>> state = tx.init({"w": jnp.ones((10, 10))})
 """
 
-from jaxprune import criteria, distributions, masks, schedules, structures
+# `bayes` registers the "log_alpha" and "l0_gate" criteria on import.
+from jaxprune import bayes, criteria, distributions, masks, penalties, schedules, structures
 from jaxprune.errors import JaxpruneError, MaskMismatchError, MissingExtraError
 from jaxprune.masked import MaskedState, masked, masks_of
 from jaxprune.prune import apply_masks, prune
@@ -21,11 +22,13 @@ __all__ = [
   "MissingExtraError",
   "SparsitySummary",
   "apply_masks",
+  "bayes",
   "criteria",
   "distributions",
   "masked",
   "masks",
   "masks_of",
+  "penalties",
   "prune",
   "schedules",
   "sparsity_summary",

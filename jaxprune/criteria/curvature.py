@@ -29,6 +29,9 @@ from jaxprune.criteria.scoring import LossFn, data_batches, mean_loss
 
 PyTree = Any
 
+# By default `hutchinson_diagonal` unrolls up to this many probes on CPU (and loops above).
+UNROLL_LIMIT = 32
+
 
 def hvp(f: Callable[[PyTree], jax.Array], params: PyTree, v: PyTree) -> PyTree:
   """Hessian-vector product H(θ)·v of a scalar ``f`` by forward-over-reverse differentiation.
@@ -58,24 +61,25 @@ def hutchinson_diagonal(
   key: jax.Array,
   num_samples: int = 16,
   *,
-  unroll: bool = False,
+  unroll: bool | None = None,
 ) -> PyTree:
   """Unbiased estimate of the Hessian diagonal from Rademacher probes (Hutchinson's method).
 
     diag(H) ≈ (1/k) Σ_i z_i ⊙ (H z_i),   z_i ∈ {−1, +1}^n uniform
 
-  Probes run one after another in a `jax.lax.scan`, so memory stays O(params) and compile
-  time does not grow with k; the error shrinks as 1/√k. ``unroll=True`` writes the k
-  probes out in the compiled program instead: XLA on CPU runs convolutions inside loops
-  several times slower, but the unrolled program may keep several probes' buffers alive
-  at once (more memory, longer compiles).
+  The error shrinks as 1/√k. Probes run one after another either in a `jax.lax.scan`
+  (memory O(params), compile time independent of k) or written out in the compiled program
+  (``unroll=True``: XLA may keep several probes' buffers alive at once and compiles take
+  longer, but XLA on CPU runs convolutions inside loops up to ~25× slower; see
+  ``benchmarks/criteria_speed.py``). The default unrolls on CPU when k ≤ `UNROLL_LIMIT`
+  and loops otherwise.
 
   Args:
     f: scalar function of ``params``.
     params: the point θ (float leaves).
     key: PRNG key for the probes.
     num_samples: k, the number of probes (a Python int).
-    unroll: unroll the probes in the program instead of looping over them.
+    unroll: unroll the probes (True), loop over them (False), or choose (None).
 
   Returns:
     The estimated diagonal, with the structure of ``params``.
@@ -108,6 +112,8 @@ def hutchinson_diagonal(
 
   total = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), params)
   keys = jax.random.split(key, num_samples)
+  if unroll is None:
+    unroll = jax.default_backend() == "cpu" and num_samples <= UNROLL_LIMIT
   if unroll:
     for i in range(num_samples):
       total = add_probe(total, keys[i])
@@ -181,7 +187,7 @@ def obd(
   batch: Any = None,
   batches: Sequence[Any] | None = None,
   hutchinson_samples: int = 16,
-  hutchinson_unroll: bool = False,
+  hutchinson_unroll: bool | None = None,
   **extras: Any,
 ) -> PyTree:
   """Optimal Brain Damage saliency ½ · h_qq · w_q², h_qq estimated by Hutchinson's method.
@@ -199,7 +205,8 @@ def obd(
     batch: one batch.
     batches: a list of batches (the loss is their mean).
     hutchinson_samples: number of probes k (a Python int).
-    hutchinson_unroll: unroll the probes (faster for conv nets on CPU, more memory).
+    hutchinson_unroll: unroll the probes (faster for conv nets on CPU, more memory);
+      ``None`` lets `hutchinson_diagonal` choose.
     **extras: other extras, ignored.
 
   Returns:
@@ -324,7 +331,7 @@ def _configured(name: str, **defaults: Any) -> Criterion:
   return dataclasses.replace(crit, fn=functools.partial(crit.fn, **defaults))
 
 
-def obd_criterion(num_samples: int = 16, unroll: bool = False) -> Criterion:
+def obd_criterion(num_samples: int = 16, unroll: bool | None = None) -> Criterion:
   """The ``"obd"`` criterion with ``num_samples`` Hutchinson probes.
 
   Explicit ``hutchinson_samples=`` / ``hutchinson_unroll=`` extras still take precedence.

@@ -55,9 +55,9 @@ def cached_arrays(
     An `ArrayReader` over the split's uint8 images and int32 labels.
 
   Example:
-    >>> source = SourceReader(tfds.data_source("mnist", split="test"))  # doctest: +SKIP
-    >>> folder = dataset_dir("mnist")  # doctest: +SKIP
-    >>> reader = cached_arrays(folder, "test", len(source), source.read_all)  # doctest: +SKIP
+    source = SourceReader(tfds.data_source("mnist", split="test"))
+    folder = dataset_dir("mnist")
+    reader = cached_arrays(folder, "test", len(source), source.read_all)
   """
   path = folder / CACHE_FOLDER / f"{split}.npz"
   fingerprint = _fingerprint(folder)

@@ -84,9 +84,10 @@ class Dataset:
     in_memory: whether the raw examples are held in memory (else read per batch).
 
   Example:
-    >>> ds = load("digits", "train")  # doctest: +SKIP
-    >>> batch = ds[np.arange(4)]  # doctest: +SKIP
-    >>> batch["image"].shape, batch["label"].dtype  # doctest: +SKIP
+    >>> from jaxprune.data import load
+    >>> ds = load("digits", "train")
+    >>> batch = ds[np.arange(4)]
+    >>> batch["image"].shape, batch["label"].dtype
     ((4, 8, 8, 1), dtype('int32'))
   """
 

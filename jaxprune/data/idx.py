@@ -46,8 +46,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     ValueError: if the file is not a well-formed IDX file.
 
   Example:
-    >>> images = read_idx("../shared/data/mnist/t10k-images-idx3-ubyte.gz")  # doctest: +SKIP
-    >>> images.shape, images.dtype  # doctest: +SKIP
+    images = read_idx("../shared/data/mnist/t10k-images-idx3-ubyte.gz")
+    images.shape, images.dtype
     ((10000, 28, 28), dtype('uint8'))
   """
   data = _read_bytes(path)

@@ -109,9 +109,9 @@ def prefetch_to_device(iterator: Iterator[Any], size: int = 2, sharding: Any = N
     A `Prefetcher`: iterate it; ``get_state()`` gives the checkpointable position.
 
   Example:
-    >>> batches = prefetch_to_device(BatchIterator(train, 128), size=2)  # doctest: +SKIP
-    >>> for step, batch in zip(range(num_steps), batches):  # doctest: +SKIP
-    ...   state, metrics = train_step(state, batch)
-    >>> batches.close()  # doctest: +SKIP
+    batches = prefetch_to_device(BatchIterator(train, 128), size=2)
+    for step, batch in zip(range(num_steps), batches):
+      state, metrics = train_step(state, batch)
+    batches.close()
   """
   return Prefetcher(iterator, size=size, sharding=sharding)

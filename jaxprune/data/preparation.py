@@ -38,7 +38,7 @@ def default_data_dir() -> Path:
   """Returns the TFDS data directory: ``$JAXPRUNE_DATA_DIR`` if set, else ``~/tensorflow_datasets``.
 
   Example:
-    >>> default_data_dir()  # with JAXPRUNE_DATA_DIR=/data/tfds  # doctest: +SKIP
+    default_data_dir()  # with JAXPRUNE_DATA_DIR=/data/tfds
     PosixPath('/data/tfds')
   """
   value = os.environ.get(DATA_DIR_ENV)
@@ -161,7 +161,7 @@ def prepare(
     ValueError: if no source is given, or a dataset in another file format is in the way.
 
   Example:
-    >>> prepare("mnist", "../shared/data/mnist", "/tmp/tfds")  # doctest: +SKIP
+    prepare("mnist", "../shared/data/mnist", "/tmp/tfds")
     PosixPath('/tmp/tfds/mnist/3.0.1')
   """
   from jaxprune.data.builders import find_idx_files, make_builder
@@ -219,7 +219,7 @@ def ensure_prepared(
       no source was found; the message shows the command to run.
 
   Example:
-    >>> ensure_prepared("mnist", "/tmp/tfds", source_dir="../shared/data/mnist")  # doctest: +SKIP
+    ensure_prepared("mnist", "/tmp/tfds", source_dir="../shared/data/mnist")
   """
   if is_prepared(name, data_dir):
     return

@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent(
   for name in names:
     dist = "uniform" if name == "obs" else "global"
     prune = jax.jit(lambda p, b: jaxprune.prune(p, 0.9, criterion=name, distribution=dist,
-                                                loss_fn=loss_fn, batch=b,
+                                                loss_fn=loss_fn, batch=b, hutchinson_samples=4,
                                                 activations=acts(p, b))[1])
     out["masks"][name] = [np.asarray(m).tolist() for m in jax.tree.leaves(prune(params, batch))]
 

@@ -54,6 +54,7 @@ def test_same_masks_with_and_without_jit(name):
       loss_fn=loss_fn,
       batch=batch,
       activations=activations(params, batch),
+      hutchinson_samples=4,
     )[1]
 
   eager, jitted = masks(params, batch), jax.jit(masks)(params, batch)

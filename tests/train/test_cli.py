@@ -1,4 +1,8 @@
-"""The command lines: jaxprune-train (python -m jaxprune.train) and jaxprune-sweep."""
+"""The command lines: jaxprune-train (python -m jaxprune.train) and jaxprune-sweep.
+
+Overrides reaching a training run are checked by test_resume_kill.py, whose runs all go
+through the command line.
+"""
 
 import csv
 import json
@@ -8,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from trainer_helpers import REPO, cli_flags, run_train, small
+from trainer_helpers import REPO, cli_flags, small
 
 from jaxprune.train.sweep import markdown_table, run_name
 
@@ -17,17 +21,6 @@ def test_console_scripts_are_declared():
   scripts = {e.name: e.value for e in metadata.entry_points(group="console_scripts")}
   assert scripts["jaxprune-train"] == "jaxprune.train.main:main"
   assert scripts["jaxprune-sweep"] == "jaxprune.train.sweep:main"
-
-
-def test_train_command_applies_command_line_overrides(tmp_path, env):
-  overrides = small(train__num_steps=30, pruning__sparsity=0.75, pruning__schedule__end=20.0)
-  result = run_train(tmp_path, overrides, env)
-  config = json.loads((tmp_path / "config.json").read_text())
-  assert config["pruning"]["sparsity"] == 0.75 and config["train"]["num_steps"] == 30
-  summary = json.loads((tmp_path / "summary.json").read_text())
-  assert summary["steps"] == 30 and summary["sparsity"] == pytest.approx(0.75)
-  assert "test error" in result.stdout and "theoretical speedup" in result.stdout
-  assert "orbax" not in result.stderr.lower()  # checkpoint logging stays quiet
 
 
 def test_train_command_rejects_an_unknown_field(tmp_path, env):

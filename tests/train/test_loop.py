@@ -6,7 +6,6 @@ import shutil
 import jax
 import numpy as np
 import pytest
-from trainer_helpers import small
 
 import jaxprune
 import jaxprune.data as jdata
@@ -26,20 +25,17 @@ def _leaves_equal(a, b) -> bool:
   return same_tree and all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
 
 
-def test_the_loop_writes_metrics_summary_plots_and_prints_the_table(tmp_path, capsys):
-  config = load_config(
-    "default", small(report__plots=True, train__eval_every_epochs=1.0, report__progress=True)
-  )
-  summary = train_and_evaluate(config, tmp_path)
-
-  records = read_metrics(tmp_path / "metrics.jsonl")
+@pytest.mark.xdist_group("reference")
+def test_the_loop_writes_metrics_summary_plots_and_prints_the_table(reference):
+  workdir, summary = reference.workdir, reference.summary
+  records = read_metrics(workdir / "metrics.jsonl")
   steps = [r["step"] for r in records]
   assert steps == sorted(set(steps)) and steps[-1] == 60
   assert [r["step"] for r in records if "test_accuracy" in r] == [22, 44, 60]
   assert [r["step"] for r in records if "train_loss" in r] == [10, 20, 30, 40, 50, 60]
   assert records[-1]["sparsity"] == pytest.approx(0.9)
 
-  on_disk = json.loads((tmp_path / "summary.json").read_text())
+  on_disk = json.loads((workdir / "summary.json").read_text())
   assert on_disk == json.loads(json.dumps(summary))
   assert summary["dataset"] == "digits" and summary["steps"] == 60
   assert summary["test_error"] == pytest.approx(1 - summary["test_accuracy"])
@@ -52,48 +48,52 @@ def test_the_loop_writes_metrics_summary_plots_and_prints_the_table(tmp_path, ca
   assert summary["flops_dense"] == 50_200 and summary["speedup"] == pytest.approx(10.0, rel=1e-3)
   assert summary["steps_per_second"] > 0 and 0 <= summary["input_wait_fraction"] < 1
   for name in ("curves.png", "layer_sparsity.png"):
-    assert (tmp_path / name).read_bytes()[:8] == PNG
-  assert json.loads((tmp_path / "config.json").read_text())["data"]["name"] == "digits"
-  out = capsys.readouterr()
-  assert "test error" in out.out and "Dense_0/kernel" in out.out
-  assert "loss=" in out.err and "sparsity=" in out.err  # the progress bar
+    assert (workdir / name).read_bytes()[:8] == PNG
+  assert json.loads((workdir / "config.json").read_text())["data"]["name"] == "digits"
+  assert "test error" in reference.stdout and "Dense_0/kernel" in reference.stdout
+  assert "loss=" in reference.stderr and "sparsity=" in reference.stderr  # the progress bar
 
-  # Starting again with the same config resumes the finished run: nothing is retrained.
-  again = train_and_evaluate(config, tmp_path, verbose=False)
+
+@pytest.mark.xdist_group("reference")
+def test_restarting_a_finished_run_retrains_nothing(reference, tmp_path):
+  workdir = tmp_path / "copy"
+  shutil.copytree(reference.workdir, workdir)
+  again = train_and_evaluate(reference.config, workdir, verbose=False)
   assert again["resumed_from_step"] == 60 and again["steps"] == 60
-  assert again["test_accuracy"] == summary["test_accuracy"]
-  assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == steps
+  assert again["test_accuracy"] == reference.summary["test_accuracy"]
+  steps = [r["step"] for r in read_metrics(workdir / "metrics.jsonl")]
+  assert steps == [r["step"] for r in read_metrics(reference.workdir / "metrics.jsonl")]
 
 
-def test_resume_after_a_killed_save_is_bit_identical(tmp_path):
-  config = load_config("default", small())
-  reference = tmp_path / "reference"
-  train_and_evaluate(config, reference, verbose=False)
-  assert sorted(p.name for p in (reference / "checkpoints").iterdir()) == ["20", "40", "60"]
+@pytest.mark.xdist_group("reference")
+def test_resume_after_a_killed_save_is_bit_identical(reference, tmp_path):
+  config, ref_dir = reference.config, reference.workdir
+  assert sorted(p.name for p in (ref_dir / "checkpoints").iterdir()) == ["20", "40", "60"]
 
   # The run we resume was killed while saving step 40: step 20 is its last committed
   # checkpoint, step 40 exists only half-written under orbax's temporary name, and its
   # metrics log goes beyond step 20 and ends in a torn line.
   resumed = tmp_path / "resumed"
   (resumed / "checkpoints").mkdir(parents=True)
-  shutil.copytree(reference / "checkpoints" / "20", resumed / "checkpoints" / "20")
+  shutil.copytree(ref_dir / "checkpoints" / "20", resumed / "checkpoints" / "20")
   partial = resumed / "checkpoints" / "40.orbax-checkpoint-tmp-1700000000000000"
-  shutil.copytree(reference / "checkpoints" / "40", partial)
+  shutil.copytree(ref_dir / "checkpoints" / "40", partial)
   for f in sorted(p for p in partial.rglob("*") if p.is_file())[1::2]:
     f.unlink()
-  lines = (reference / "metrics.jsonl").read_text().splitlines()[:4]
+  lines = (ref_dir / "metrics.jsonl").read_text().splitlines()[:4]
   (resumed / "metrics.jsonl").write_text("\n".join(lines) + '\n{"step": 50, "tra')
 
   summary = train_and_evaluate(config, resumed, verbose=False)
   assert summary["resumed_from_step"] == 20
   assert not partial.exists()
-  a, b = load_state(config, reference), load_state(config, resumed)
+  a, b = load_state(config, ref_dir), load_state(config, resumed)
   assert int(a.step) == int(b.step) == 60
   assert _leaves_equal(a.params, b.params)
   assert _leaves_equal(jaxprune.masks_of(a.opt_state), jaxprune.masks_of(b.opt_state))
   assert _leaves_equal(a.opt_state, b.opt_state)
-  steps = [r["step"] for r in read_metrics(resumed / "metrics.jsonl")]
-  assert steps == [10, 20, 30, 40, 50, 60]
+  assert summary["test_accuracy"] == reference.summary["test_accuracy"]
+  ref_steps = [r["step"] for r in read_metrics(ref_dir / "metrics.jsonl")]
+  assert [r["step"] for r in read_metrics(resumed / "metrics.jsonl")] == ref_steps
 
 
 def test_mnist_without_files_falls_back_to_digits_with_a_notice(tmp_path, monkeypatch, capsys):

@@ -1,7 +1,7 @@
 """Training on 8 simulated CPU devices (data parallel, and FSDP) agrees with 1 device.
 
 XLA fixes the device count when JAX starts, so the 8-device runs happen in a subprocess;
-the test process (1 device) trains the reference and compares the restored states.
+the 1-device reference is the shared `reference` run of the test process.
 """
 
 import json
@@ -13,15 +13,15 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-from trainer_helpers import small
+from trainer_helpers import REFERENCE
 
 import jaxprune
 from jaxprune.train import sharding
 from jaxprune.train.config import load_config
 from jaxprune.train.experiment import load_state
-from jaxprune.train.loop import train_and_evaluate
 
-OVERRIDES = small(train__num_steps=24, pruning__schedule__end=16.0)
+# The 1-device reference of these runs is the shared `reference` fixture (60 steps).
+OVERRIDES = {**REFERENCE, "report.plots": False, "report.progress": False}
 SCRIPT = textwrap.dedent(
   """
   import json, sys
@@ -40,7 +40,8 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_eight_devices_give_the_same_masks_and_nearly_the_same_params(tmp_path, env):
+@pytest.mark.xdist_group("reference")
+def test_eight_devices_give_the_same_masks_and_nearly_the_same_params(tmp_path, env, reference):
   env = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=8")
   proc = subprocess.Popen(
     [sys.executable, "-c", SCRIPT, json.dumps(OVERRIDES), str(tmp_path)],
@@ -49,21 +50,21 @@ def test_eight_devices_give_the_same_masks_and_nearly_the_same_params(tmp_path, 
     stderr=subprocess.PIPE,
     text=True,
   )
-  config = load_config("default", OVERRIDES)
-  one = train_and_evaluate(config, tmp_path / "one", verbose=False)
+  one = reference.summary
   _, err = proc.communicate()
   assert proc.returncode == 0, err[-4000:]
   assert one["devices"] == 1
 
-  reference = load_state(config, tmp_path / "one")
-  ref_masks = jaxprune.masks_of(reference.opt_state)
+  config = load_config("default", OVERRIDES)
+  state_one = load_state(config, reference.workdir)
+  ref_masks = jaxprune.masks_of(state_one.opt_state)
   for name in ("replicated", "fsdp"):
     state = load_state(config, tmp_path / name)
-    assert int(state.step) == 24
+    assert int(state.step) == 60
     masks = jaxprune.masks_of(state.opt_state)
     for a, b in zip(jax.tree.leaves(ref_masks), jax.tree.leaves(masks), strict=True):
       np.testing.assert_array_equal(a, b)
-    for a, b in zip(jax.tree.leaves(reference.params), jax.tree.leaves(state.params), strict=True):
+    for a, b in zip(jax.tree.leaves(state_one.params), jax.tree.leaves(state.params), strict=True):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     summary = json.loads((tmp_path / name / "summary.json").read_text())
     assert summary["sparsity"] == one["sparsity"] == pytest.approx(0.9)

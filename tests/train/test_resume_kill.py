@@ -1,4 +1,8 @@
-"""A run killed with SIGKILL (mid-training and mid-save) resumes to a bit-identical result."""
+"""A run killed with SIGKILL (mid-training and mid-save) resumes to a bit-identical result.
+
+All runs go through the command line (``python -m jaxprune.train --config ...
+--config.field=value``), so this also checks that overrides reach the run.
+"""
 
 import json
 import os
@@ -9,6 +13,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 from trainer_helpers import run_train, small, train_command
 
 import jaxprune
@@ -17,7 +22,12 @@ from jaxprune.train.experiment import load_state
 from jaxprune.train.metrics_log import read_metrics
 
 TMP = ".orbax-checkpoint-tmp"
-OVERRIDES = small(train__num_steps=400, checkpoint__every_steps=5, train__log_every_steps=25)
+OVERRIDES = small(
+  train__num_steps=400,
+  checkpoint__every_steps=5,
+  train__log_every_steps=25,
+  pruning__sparsity=0.75,
+)
 
 
 def _committed(ckpts: Path) -> list[int]:
@@ -68,7 +78,11 @@ def _same(a, b) -> bool:
 def test_sigkill_during_training_and_during_a_save_then_resume_is_bit_identical(tmp_path, env):
   reference, killed = tmp_path / "reference", tmp_path / "killed"
   ref = subprocess.Popen(
-    train_command(reference, OVERRIDES), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    train_command(reference, OVERRIDES),
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
   )
   ckpts = killed / "checkpoints"
 
@@ -95,8 +109,17 @@ def test_sigkill_during_training_and_during_a_save_then_resume_is_bit_identical(
 
   # 3. Restart once more and let it finish.
   run_train(killed, OVERRIDES, env)
-  assert ref.wait() == 0, ref.stderr.read()
+  ref_out, ref_err = ref.communicate()
+  assert ref.returncode == 0, ref_err[-4000:]
   assert not _uncommitted(ckpts)
+
+  # The reference run shows the command-line overrides took effect.
+  config = json.loads((reference / "config.json").read_text())
+  assert config["pruning"]["sparsity"] == 0.75 and config["train"]["num_steps"] == 400
+  reference_summary = json.loads((reference / "summary.json").read_text())
+  assert reference_summary["sparsity"] == pytest.approx(0.75)
+  assert "test error" in ref_out and "theoretical speedup" in ref_out
+  assert "orbax" not in ref_err.lower()  # checkpoint logging stays quiet
 
   summary = json.loads((killed / "summary.json").read_text())
   assert summary["steps"] == 400 and summary["resumed_from_step"] >= resumed_at
@@ -106,7 +129,6 @@ def test_sigkill_during_training_and_during_a_save_then_resume_is_bit_identical(
   assert _same(a.params, b.params)
   assert _same(jaxprune.masks_of(a.opt_state), jaxprune.masks_of(b.opt_state))
   assert _same(a.opt_state, b.opt_state)
-  reference_summary = json.loads((reference / "summary.json").read_text())
   assert summary["test_loss"] == reference_summary["test_loss"]
   steps = [r["step"] for r in read_metrics(killed / "metrics.jsonl")]
   assert steps == list(range(25, 401, 25))

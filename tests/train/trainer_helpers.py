@@ -26,6 +26,16 @@ SMALL = {
 }
 
 
+# The run the `reference` fixture trains once per test worker: test metrics every epoch,
+# plots and the progress bar on.
+REFERENCE = {
+  **SMALL,
+  "train.eval_every_epochs": 1.0,
+  "report.plots": True,
+  "report.progress": True,
+}
+
+
 def small(**changes) -> dict:
   """`SMALL` with dotted overrides given as keyword arguments (dots as double underscores)."""
   return {**SMALL, **{k.replace("__", "."): v for k, v in changes.items()}}
