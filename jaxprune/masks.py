@@ -40,6 +40,15 @@ def sortable_keys(scores: jax.Array) -> jax.Array:
   return jnp.where(jnp.isnan(jnp.asarray(scores, jnp.float32)), jnp.uint32(0), key)
 
 
+def _count_at_least(keys: jax.Array, t: jax.Array) -> jax.Array:
+  """Exact ``sum(keys >= t)`` as int32. XLA:CPU vectorises float sums better than integer
+  ones, and a float32 sum of 0/1 values is exact while the total stays below 2**24."""
+  hits = keys >= t
+  if keys.size < (1 << 24):
+    return jnp.sum(hits.astype(jnp.float32)).astype(jnp.int32)
+  return jnp.sum(hits, dtype=jnp.int32)
+
+
 def _bisect(keys: jax.Array, k: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.Array:
   """Largest t in [lo, hi] with count(keys >= t) >= k, given that lo satisfies it."""
 
@@ -50,7 +59,7 @@ def _bisect(keys: jax.Array, k: jax.Array, lo: jax.Array, hi: jax.Array) -> jax.
   def body(carry):
     lo, hi = carry
     mid = lo + (hi - lo) // 2 + (hi - lo) % 2  # upper middle, so the loop always shrinks
-    ok = jnp.sum(keys >= mid, dtype=jnp.int32) >= k
+    ok = _count_at_least(keys, mid) >= k
     return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid - 1)
 
   return jax.lax.while_loop(cond, body, (lo, hi))[0]
@@ -76,7 +85,7 @@ def kth_largest_key(keys: jax.Array, k: jax.Array | int) -> jax.Array:
   margin = 5.0 * jnp.sqrt(jnp.maximum(q * (1 - q / m), 1.0)) + 2.0
   lo = sample[jnp.clip(jnp.floor(q - margin).astype(jnp.int32), 0, m - 1)]
   hi = sample[jnp.clip(jnp.ceil(q + margin).astype(jnp.int32), 0, m - 1)]
-  lo_ok = jnp.sum(keys >= lo, dtype=jnp.int32) >= k  # the answer is >= lo
+  lo_ok = _count_at_least(keys, lo) >= k  # the answer is >= lo
   hi_ok = jnp.sum(keys > hi, dtype=jnp.int32) < k  # the answer is <= hi
   lo = jnp.where(lo_ok & hi_ok, lo, jnp.uint32(0))
   hi = jnp.where(lo_ok & hi_ok, hi, jnp.uint32(0xFFFFFFFF))

@@ -59,8 +59,9 @@ class Checkpointer:
     directory: where the step folders go (created if missing).
     every_steps: `save` without ``force`` writes only at multiples of this.
     keep: how many of the most recent checkpoints to keep.
-    async_save: write in a background thread (the copy to host memory is synchronous,
-      so training may go on and even overwrite the device buffers).
+    async_save: write in a background thread. The copy to host memory happens before
+      `save` returns, so training goes on at once; a step that donates its state does
+      not reuse buffers a save still references (JAX copies them instead).
     cleanup_tmp: delete uncommitted temporary step folders (left by a killed save) before
       the first save. Pass False when reading the checkpoints of a run that may still be
       saving.
@@ -108,7 +109,9 @@ class Checkpointer:
     """Committed steps, oldest first."""
     return sorted(self._manager.all_steps())
 
-  def save(self, step: int, state: PyTree, data_state: dict[str, Any], *, force: bool = False):
+  def save(
+    self, step: int, state: PyTree, data_state: dict[str, Any], *, force: bool = False
+  ) -> bool:
     """Saves ``state`` and the iterator position at ``step``.
 
     Without ``force`` only steps that are multiples of ``every_steps`` are written; a
