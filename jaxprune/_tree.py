@@ -33,3 +33,9 @@ def leaves_with_paths(tree: PyTree, is_leaf: Callable[[Any], bool] | None = None
 def is_float_array(x: Any) -> bool:
   """True for array-likes with a floating dtype (integer leaves are never pruned)."""
   return hasattr(x, "dtype") and hasattr(x, "shape") and jnp.issubdtype(x.dtype, jnp.floating)
+
+
+def float_map(fn: Callable[..., Any], *trees: PyTree) -> PyTree:
+  """Maps ``fn`` over floating leaves of ``trees[0]`` (and the matching leaves of the rest);
+  other leaves become ``None`` (unscored, so they stay dense)."""
+  return jax.tree.map(lambda x, *r: fn(x, *r) if is_float_array(x) else None, *trees)

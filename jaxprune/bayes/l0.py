@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxprune.bayes import _paths
-from jaxprune.bayes.variational import _conv
+from jaxprune.bayes.variational import _conv, _conv_geometry
 
 PyTree = Any
 Initializer = Any
@@ -425,14 +425,7 @@ class L0Conv(_L0Base):
   def __call__(self, inputs: jax.Array, deterministic: bool | None = None) -> jax.Array:
     _check_gate(self.gate, self.drop_rate_init)
     deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
-    ksize = tuple(self.kernel_size)
-    if jnp.ndim(inputs) != len(ksize) + 2:
-      raise ValueError(
-        f"L0Conv with kernel_size={ksize} expects inputs of shape (batch, "
-        f"{', '.join(['spatial'] * len(ksize))}, channels); got shape {jnp.shape(inputs)}. "
-        "Add a batch axis: layer.apply(variables, x[None])."
-      )
-    strides = tuple(self.strides) if self.strides is not None else (1,) * len(ksize)
+    ksize, strides = _conv_geometry("L0Conv", inputs, self.kernel_size, self.strides)
     kernel = self.param("kernel", self.kernel_init, (*ksize, jnp.shape(inputs)[-1], self.features))
     inputs, kernel = self.gated(inputs, kernel, deterministic)
     y = _conv(inputs, kernel, strides, self.padding)

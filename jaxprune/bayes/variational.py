@@ -275,6 +275,20 @@ def _conv(x: jax.Array, kernel: jax.Array, strides, padding) -> jax.Array:
   return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=dn)
 
 
+def _conv_geometry(
+  layer: str, inputs: jax.Array, kernel_size: Sequence[int], strides: Sequence[int] | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """Checks a conv layer's input rank; returns its kernel size and strides as tuples."""
+  ksize = tuple(kernel_size)
+  if jnp.ndim(inputs) != len(ksize) + 2:
+    raise ValueError(
+      f"{layer} with kernel_size={ksize} expects inputs of shape (batch, "
+      f"{', '.join(['spatial'] * len(ksize))}, channels); got shape {jnp.shape(inputs)}. "
+      "Add a batch axis: layer.apply(variables, x[None])."
+    )
+  return ksize, tuple(strides) if strides is not None else (1,) * len(ksize)
+
+
 class VariationalConv(nn.Module):
   """Convolution (channels last) with sparse variational dropout on every kernel entry.
 
@@ -322,14 +336,7 @@ class VariationalConv(nn.Module):
   @nn.compact
   def __call__(self, inputs: jax.Array, deterministic: bool | None = None) -> jax.Array:
     deterministic = nn.merge_param("deterministic", self.deterministic, deterministic)
-    ksize = tuple(self.kernel_size)
-    if jnp.ndim(inputs) != len(ksize) + 2:
-      raise ValueError(
-        f"VariationalConv with kernel_size={ksize} expects inputs of shape (batch, "
-        f"{', '.join(['spatial'] * len(ksize))}, channels); got shape {jnp.shape(inputs)}. "
-        "Add a batch axis: layer.apply(variables, x[None])."
-      )
-    strides = tuple(self.strides) if self.strides is not None else (1,) * len(ksize)
+    ksize, strides = _conv_geometry("VariationalConv", inputs, self.kernel_size, self.strides)
     shape = (*ksize, jnp.shape(inputs)[-1], self.features)
     kernel = self.param("kernel", self.kernel_init, shape)
     log_sigma2 = self.param(LOG_SIGMA2, nn.initializers.constant(self.log_sigma2_init), shape)

@@ -22,8 +22,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxprune._tree import float_map
 from jaxprune.criteria import registry
-from jaxprune.criteria.magnitude import _float_map
 from jaxprune.criteria.registry import Criterion, register
 from jaxprune.criteria.scoring import LossFn, data_batches, mean_loss
 
@@ -175,7 +175,7 @@ def grasp(
   del extras
   f = mean_loss(loss_fn, data_batches("grasp", loss_fn, batch, batches))
   g = _weights_only(jax.lax.stop_gradient(jax.grad(f)(params)))
-  return _float_map(lambda w, h: (w * h).astype(jnp.float32), params, hvp(f, params, g))
+  return float_map(lambda w, h: (w * h).astype(jnp.float32), params, hvp(f, params, g))
 
 
 @register("obd", needs=("loss_fn",))
@@ -226,7 +226,7 @@ def obd(
   del extras
   f = mean_loss(loss_fn, data_batches("obd", loss_fn, batch, batches))
   diag = hutchinson_diagonal(f, params, key, hutchinson_samples, unroll=hutchinson_unroll)
-  return _float_map(lambda w, h: (0.5 * h * jnp.square(w)).astype(jnp.float32), params, diag)
+  return float_map(lambda w, h: (0.5 * h * jnp.square(w)).astype(jnp.float32), params, diag)
 
 
 def _sum_squared_example_grads(loss_fn: LossFn, params: PyTree, batch: Any, chunk: int):
@@ -323,7 +323,7 @@ def fisher(
       jax.tree.map(lambda x: jnp.square(x.astype(jnp.float32)), grad_fn(params, b)) for b in data
     ]
     diag = jax.tree.map(lambda *s: sum(s) / len(s), *squares)
-  return _float_map(lambda w, f: (f * jnp.square(w)).astype(jnp.float32), params, diag)
+  return float_map(lambda w, f: (f * jnp.square(w)).astype(jnp.float32), params, diag)
 
 
 def _configured(name: str, **defaults: Any) -> Criterion:

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxprune.criteria.magnitude import _float_map
+from jaxprune._tree import float_map
 from jaxprune.criteria.registry import register
 from jaxprune.criteria.scoring import LossFn, data_batches, mean_loss
 
@@ -26,7 +26,7 @@ PyTree = Any
 
 
 def _abs_product(params: PyTree, grads: PyTree) -> PyTree:
-  return _float_map(lambda w, g: jnp.abs(w * g).astype(jnp.float32), params, grads)
+  return float_map(lambda w, g: jnp.abs(w * g).astype(jnp.float32), params, grads)
 
 
 @register("saliency", needs=("grads",))

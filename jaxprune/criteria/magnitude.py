@@ -7,14 +7,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxprune._tree import is_float_array
+from jaxprune._tree import float_map, is_float_array
 from jaxprune.criteria.registry import register
 
 PyTree = Any
-
-
-def _float_map(fn, *trees):
-  return jax.tree.map(lambda x, *r: fn(x, *r) if is_float_array(x) else None, *trees)
 
 
 @register("magnitude")
@@ -27,7 +23,7 @@ def magnitude(params: PyTree, **extras: Any) -> PyTree:
     Array([3., 1.], dtype=float32)
   """
   del extras
-  return _float_map(jnp.abs, params)
+  return float_map(jnp.abs, params)
 
 
 @register("random", needs=("key",))
