@@ -34,15 +34,64 @@ def test_topk_exact_count_under_jit(shape, sparsity, seed, kind):
 
 
 @given(st.integers(0, 2**16), st.integers(0, 40_000))
-def test_bisection_matches_sort_path(seed, k):
-  n = 40_000  # above SORT_LIMIT: the sampled bisection path
+def test_large_leaf_search_matches_reference(seed, k):
+  n = 40_000  # above SORT_LIMIT: the sampled search path
   x = jnp.asarray(np.random.default_rng(seed).normal(size=n).astype(np.float32))
   x = jnp.round(x * 50) / 50  # many ties
   m = masks.topk_mask(x, k)
-  order = np.lexsort((np.arange(n), -np.asarray(x)))  # by score desc, then index asc
-  expected = np.zeros(n, bool)
+  np.testing.assert_array_equal(np.asarray(m), _reference_topk(np.asarray(x), k))
+
+
+def _reference_topk(x, k):
+  x = np.where(np.isnan(x), -np.inf, x)
+  order = np.lexsort((np.arange(x.size), -x))  # by score desc, then index asc
+  expected = np.zeros(x.size, bool)
   expected[order[:k]] = True
-  np.testing.assert_array_equal(np.asarray(m), expected)
+  return expected
+
+
+@pytest.mark.parametrize("n", [1, 14, 15, 16, 239, 240, 241, 15 * 16 * 3 + 7, 100_003])
+def test_counts_match_numpy_at_block_boundaries(n):
+  rng = np.random.default_rng(n)
+  keys = rng.integers(0, 2**32, n, dtype=np.uint32)
+  keys[: n // 3] = keys[0]  # repeated keys
+  ts = np.array([0, keys[0], rng.integers(0, 2**32), 2**32 - 1], np.uint32)
+  got = jax.jit(masks._counts)(jnp.asarray(keys), jnp.asarray(ts))
+  assert np.asarray(got).tolist() == [int((keys >= t).sum()) for t in ts]
+
+
+def test_misleading_sample_falls_back_to_the_full_range():
+  # The strided sample sees only the even entries, which are all larger than the odd ones,
+  # so its bracket misses the answer: the result must still be exact.
+  n = 4 * masks.SAMPLE
+  x = np.random.default_rng(0).random(n).astype(np.float32)
+  x[:: n // masks.SAMPLE] += 10.0
+  for k in (1, n // 8, n // 2, n - 1):
+    got = masks.topk_mask(jnp.asarray(x), k)
+    np.testing.assert_array_equal(np.asarray(got), _reference_topk(x, k))
+
+
+def test_kth_largest_key_over_the_whole_uint32_range():
+  rng = np.random.default_rng(1)
+  keys = rng.integers(0, 2**32, 50_000, dtype=np.uint32)
+  keys[:100] = 2**32 - 1
+  keys[100:200] = 0
+  ranked = np.sort(keys)[::-1]
+  for k in (1, 100, 101, 25_000, 49_800, 49_801, 50_000):
+    assert int(masks.kth_largest_key(jnp.asarray(keys), k)) == ranked[k - 1]
+
+
+@settings(max_examples=20)
+@given(st.integers(0, 2**16), st.floats(0.0, 1.0), st.sampled_from([0.0, 0.01, 0.5]))
+def test_large_leaf_with_nans_and_zeros_matches_reference(seed, frac_k, frac_special):
+  rng = np.random.default_rng(seed)
+  n = 70_001
+  x = (rng.normal(size=n) * 0.02).astype(np.float32)
+  special = rng.random(n) < frac_special
+  x[special] = rng.choice(np.array([0.0, np.nan], np.float32), special.sum())
+  k = int(frac_k * n)
+  m = jax.jit(masks.topk_mask)(jnp.asarray(x), k)
+  np.testing.assert_array_equal(np.asarray(m), _reference_topk(x, k))
 
 
 def test_ties_broken_by_lowest_index_and_deterministic():
