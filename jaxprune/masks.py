@@ -19,7 +19,9 @@ import numpy as np
 
 PyTree = Any
 SAMPLE = 1 << 14
-SORT_LIMIT = 2 * SAMPLE  # larger leaves are sampled with a stride of at least 2
+SORT_LIMIT = 2048
+SAMPLE_MIN = 1024
+SAMPLE_DIVISOR = 64
 _PARTS = 4  # thresholds counted per pass by `_counts`
 _BLOCK = 1024  # tie-cut block size in `_tie_cut`
 
@@ -41,6 +43,10 @@ def sortable_keys(scores: jax.Array) -> jax.Array:
   # NaN became -inf, whose key is 0x007FFFFF; put it strictly below every real key.
   key = jnp.where(negative, ~bits, bits | jnp.uint32(0x80000000))
   return jnp.where(jnp.isnan(jnp.asarray(scores, jnp.float32)), jnp.uint32(0), key)
+
+
+def _sample_size(n: int) -> int:
+  return int(np.clip(n // SAMPLE_DIVISOR, SAMPLE_MIN, SAMPLE))
 
 
 def _counts(keys: jax.Array, ts: jax.Array) -> jax.Array:
@@ -93,7 +99,7 @@ def _select(keys: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array, jax.Ar
   if n <= SORT_LIMIT:
     t = jnp.sort(keys)[n - k]
     return (t, *_count_pair(keys, t))
-  stride = max(n // SAMPLE, 1)
+  stride = max(n // _sample_size(n), 1)
   sample = jnp.sort(keys[::stride])
   m = sample.shape[0]
   # Expected rank of the answer in the sample, widened by ~5 binomial standard deviations.
@@ -149,21 +155,34 @@ def kth_largest_key(keys: jax.Array, k: jax.Array | int) -> jax.Array:
   return _select(keys, jnp.clip(jnp.asarray(k, jnp.int32), 1, max(n, 1)))[0]
 
 
-def _tie_cut(ties: jax.Array, room: jax.Array) -> jax.Array:
-  """Smallest flat index c with exactly ``room`` True entries of ``ties`` before it.
+def _tie_cut(keys: jax.Array, t: jax.Array, room: jax.Array) -> jax.Array:
+  """Smallest flat index c with exactly ``room`` entries equal to ``t`` in ``keys[:c]``.
 
-  Blocked, so no cumulative sum runs over the whole leaf: count ties per block of
-  `_BLOCK`, find the block where the running count reaches ``room``, then scan that block.
+  Blocked, so no cumulative sum runs over the whole leaf: count the ties per block of
+  `_BLOCK` (16 interleaved int16 partial sums first), find the block where the running
+  count reaches ``room``, then scan only that block of ``keys``.
   """
-  n = ties.shape[0]
-  blocks = -(-n // _BLOCK)
-  ties = jnp.pad(ties, (0, blocks * _BLOCK - n)).reshape(blocks, _BLOCK)
-  running = jnp.cumsum(jnp.sum(ties, axis=1, dtype=jnp.int32))
-  b = jnp.minimum(jnp.searchsorted(running, room), blocks - 1)
+  n = keys.shape[0]
+  size = min(_BLOCK, n)
+  main = n - n % size
+  per_block = jnp.sum(
+    jnp.sum((keys[:main] == t).reshape(-1, 16, size // 16), axis=1, dtype=jnp.int16)
+    if size % 16 == 0
+    else (keys[:main] == t).reshape(-1, size),
+    axis=-1,
+    dtype=jnp.int32,
+  )
+  if main < n:
+    per_block = jnp.append(per_block, jnp.sum(keys[main:] == t, dtype=jnp.int32))
+  running = jnp.cumsum(per_block)
+  b = jnp.minimum(jnp.searchsorted(running, room), per_block.shape[0] - 1)
   need = room - jnp.where(b > 0, running[b - 1], 0)
-  within = jnp.cumsum(ties[b], dtype=jnp.int32)
-  j = jnp.searchsorted(within, need)  # the need-th tie of block b sits at column j
-  return jnp.where(room > 0, b * _BLOCK + j + 1, 0).astype(jnp.int32)
+  start = b * size
+  first = jnp.minimum(start, n - size)  # the last block is read as the final `size` entries
+  col = first + jnp.arange(size, dtype=jnp.int32)
+  hits = (jax.lax.dynamic_slice(keys, (first,), (size,)) == t) & (col >= start)
+  j = jnp.searchsorted(jnp.cumsum(hits, dtype=jnp.int32), need)  # the need-th tie of the block
+  return jnp.where(room > 0, first + j + 1, 0).astype(jnp.int32)
 
 
 def topk_mask(scores: jax.Array, k: jax.Array | int) -> jax.Array:
@@ -194,7 +213,7 @@ def topk_mask(scores: jax.Array, k: jax.Array | int) -> jax.Array:
   # Keep every key above t and the first k - above of the keys equal to t. (Cutting the ties
   # unconditionally is cheaper on XLA:CPU than a lax.cond that skips it when all fit.)
   ties = keys == t
-  keep = (keys > t) | (ties & (jnp.arange(n, dtype=jnp.int32) < _tie_cut(ties, k - above)))
+  keep = (keys > t) | (ties & (jnp.arange(n, dtype=jnp.int32) < _tie_cut(keys, t, k - above)))
   return keep.reshape(shape)
 
 
