@@ -57,7 +57,8 @@ class MaskedState(NamedTuple):
     count: int32[] number of ``update`` calls so far (the schedule's step).
     masks: pytree mirroring params: bool[shape] per pruned leaf (`PackedMask` when
       packed), `DenseMask` (no array) for leaves that stay dense.
-    key: uint32[2] raw PRNG key data for stochastic criteria.
+    key: uint32[2] raw base PRNG key data; a mask update at step t without a ``key=``
+      extra gives the criterion ``fold_in(key, t)``.
     inner_state: the wrapped optimizer's state.
   """
 
@@ -180,10 +181,12 @@ def masked(
     stored = plan.treedef.flatten_up_to(state.masks)
 
     update_now, current = sched(state.count, sparsity)
-    key, sub = jax.random.split(jax.random.wrap_key_data(state.key))
-    crit_extras = {"key": extras.get("key", sub), **{k: v for k, v in extras.items() if k != "key"}}
 
     def recompute(stored_masks):
+      # The criterion's key: the caller's ``key=`` extra, else derived from the state's base
+      # key and the step (so no random numbers are drawn on steps that keep the masks).
+      own = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
+      crit_extras = {**extras, "key": extras.get("key", own)}
       scores = crit.fn(params, grads=updates, **crit_extras)
       fresh = plan.select(p_leaves, scores, current, sparsity, crit)
       out = []
@@ -214,7 +217,7 @@ def masked(
     new_state = MaskedState(
       count=optax.safe_increment(state.count),
       masks=jax.tree.unflatten(plan.treedef, stored),
-      key=jax.random.key_data(key),
+      key=state.key,
       inner_state=inner_state,
     )
     return jax.tree.unflatten(plan.treedef, out), new_state

@@ -232,6 +232,21 @@ def test_random_criterion_uses_state_key_and_is_reproducible():
   assert not np.array_equal(a["l1"]["kernel"], c["l1"]["kernel"])
 
 
+def test_random_criterion_draws_a_new_key_per_mask_update_only():
+  params = {"w": jnp.ones((8, 8))}
+  tx = jaxprune.masked(optax.sgd(0.0), 0.5, criterion="random", schedule=schedules.periodic(2))
+  state = tx.init(params)
+  grads = jax.tree.map(jnp.zeros_like, params)
+  update = jax.jit(tx.update)
+  seen = []
+  for _ in range(5):  # updates at steps 0, 2 and 4
+    _, state = update(grads, state, params)
+    seen.append(np.asarray(jaxprune.masks_of(state)["w"]))
+  assert not np.array_equal(seen[0], seen[2]) and not np.array_equal(seen[2], seen[4])
+  np.testing.assert_array_equal(seen[0], seen[1])  # step 1 keeps the masks
+  assert int(seen[4].sum()) == 32
+
+
 def test_saliency_criterion_uses_this_steps_gradient():
   params = _params()
   grads = jax.tree.map(jnp.ones_like, params)
