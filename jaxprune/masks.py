@@ -18,10 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 PyTree = Any
-SAMPLE = 1 << 14
-SORT_LIMIT = 2048
-SAMPLE_MIN = 1024
-SAMPLE_DIVISOR = 64
+SORT_LIMIT = 2048  # leaves of at most this many entries are sorted
+SAMPLE, SAMPLE_MIN, SAMPLE_DIVISOR = 1 << 14, 1024, 64  # sample size: n / 64 in [1024, 16384]
 _PARTS = 4  # thresholds counted per pass by `_counts`
 _BLOCK = 1024  # tie-cut block size in `_tie_cut`
 
@@ -88,10 +86,11 @@ def _count_pair(keys: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
 def _select(keys: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
   """The k-th largest key t (1 ≤ k ≤ n), with count(keys >= t) and count(keys > t).
 
-  Small arrays are sorted. Large ones are searched on the key range: a strided sample of
-  `SAMPLE` keys gives a bracket that the first counting pass checks (a bracket that misses
+  Arrays of at most `SORT_LIMIT` keys are sorted. Larger ones are searched on the key
+  range: a sorted strided sample (n / `SAMPLE_DIVISOR` keys, clipped to [`SAMPLE_MIN`,
+  `SAMPLE`]) gives a bracket that the first counting pass checks (a bracket that misses
   falls back to the full key range); every later pass counts `_PARTS` evenly spaced
-  thresholds in the range, so it shrinks ~5x per pass: ~9 passes for a 4M-entry leaf.
+  thresholds in the range, so it shrinks ~5x per pass: ~10 passes for a 4M-entry leaf.
   All counting runs inside one loop over the materialised keys (XLA would otherwise
   recompute the keys from the scores in every counting fusion outside the loop).
   """
