@@ -22,6 +22,7 @@ Usage:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import statistics
@@ -33,7 +34,7 @@ import jax.numpy as jnp
 from absl import app, flags, logging
 
 from jaxprune.data import BatchIterator
-from jaxprune.train import experiment, input_pipeline, sharding
+from jaxprune.train import experiment, input_pipeline, optim, sharding
 from jaxprune.train.config import load_config
 from jaxprune.train.loop import train_and_evaluate
 from jaxprune.train.steps import train_step
@@ -81,14 +82,20 @@ def trainer_runs(repeats: int, steps: int) -> dict[str, dict[str, list[float]]]:
   return out
 
 
-def _timed_chunk(step_fn, state, batches, steps: int) -> tuple[float, float]:
-  """(wall seconds, process CPU seconds) of ``steps`` steps, synchronised at both ends."""
+def _timed_chunk(step_fn, state, batches, steps: int, start: int = 0) -> tuple[float, float]:
+  """(wall seconds, process CPU seconds) of ``steps`` steps, synchronised at both ends.
+
+  ``step_fn`` is a jitted step, or ``pick(step) -> jitted step`` when it has ``pick=True``
+  as an attribute (the trainer's choice between its two compiled steps); ``start`` is the
+  state's step.
+  """
+  pick = step_fn if getattr(step_fn, "pick", False) else (lambda step: step_fn)
   state = jax.tree.map(jnp.copy, state)  # the steps donate (consume) their state
-  state, metrics = step_fn(state, next(batches))
+  state, metrics = pick(start)(state, next(batches))
   jax.block_until_ready(metrics)
   wall, cpu = time.perf_counter(), time.process_time()
-  for _ in range(steps):
-    state, metrics = step_fn(state, next(batches))
+  for i in range(steps):
+    state, metrics = pick(start + 1 + i)(state, next(batches))
   jax.block_until_ready((state, metrics))
   return time.perf_counter() - wall, time.process_time() - cpu
 
@@ -96,12 +103,25 @@ def _timed_chunk(step_fn, state, batches, steps: int) -> tuple[float, float]:
 CLOCKS = ("wall", "cpu")
 
 
+def _picker(updating, frozen, updates_at):
+  """``pick(step)``: the step compiled with the mask-update branch where the schedule
+  updates masks (``updates_at[step]``), else the one without it."""
+
+  def pick(step):
+    return updating if updates_at is None or updates_at[step] else frozen
+
+  pick.pick = True
+  return pick
+
+
 def step_ratio(chunks: int) -> dict[str, list[float]]:
   """Per-chunk throughput ratio masked / plain of the trainer's jitted step, both clocks.
 
   Both start from a state trained for 600 steps (inside the pruning ramp of the default
   schedule, which begins at epoch 1); a chunk is one mask-update period of the schedule
-  (117 steps at batch 128), so every masked chunk contains exactly one mask update.
+  (117 steps at batch 128), so every masked chunk contains exactly one mask update. As in
+  the trainer, masked steps where the schedule keeps the masks run the step compiled with
+  ``masks_frozen=True``.
   """
   mesh = sharding.make_mesh()
   batch_sharding, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
@@ -114,14 +134,24 @@ def step_ratio(chunks: int) -> dict[str, list[float]]:
     state = jax.jit(exp.create_state)()
     shardings = jax.tree.map(lambda x: x.sharding, state)
     fns[name] = feed.jit_step(train_step, shardings, (shardings, replicated))
-    for _ in range(600):
-      state, _ = fns[name](state, next(feed))
+    if name == "masked":
+      updates_at = optim.mask_update_steps(exp.config, exp.steps_per_epoch, exp.total_steps)
+      frozen = feed.jit_step(
+        functools.partial(train_step, masks_frozen=True), shardings, (shardings, replicated)
+      )
+      fns[name] = _picker(fns[name], frozen, updates_at)
+    else:
+      fns[name] = _picker(fns[name], fns[name], None)
+    for step in range(600):
+      state, _ = fns[name](step)(state, next(feed))
     states[name], feeds[name] = jax.block_until_ready(state), feed
     period = max(period, int(round(0.25 * exp.steps_per_epoch)))
   ratios: dict[str, list[float]] = {clock: [] for clock in CLOCKS}
   for r in range(chunks):
     order = ("masked", "plain") if r % 2 == 0 else ("plain", "masked")
-    times = {name: _timed_chunk(fns[name], states[name], feeds[name], period) for name in order}
+    times = {
+      name: _timed_chunk(fns[name], states[name], feeds[name], period, start=600) for name in order
+    }
     for i, clock in enumerate(CLOCKS):
       ratios[clock].append(times["plain"][i] / times["masked"][i])
   return ratios

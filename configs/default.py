@@ -66,6 +66,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.pruning.packed = False  # Store masks as 1 bit per weight.
   config.pruning.seed = 0  # Seed of stochastic criteria (e.g. random).
   config.pruning.scoring_temperature = 1.0  # Logit temperature of the loss criteria score with.
+  # Steps where the schedule keeps the masks use a second compiled step without the
+  # mask-update branch (identical results, faster; costs one more compilation).
+  config.pruning.frozen_step = True
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.enabled = True  # Save and resume from <workdir>/checkpoints.

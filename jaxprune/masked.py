@@ -112,6 +112,13 @@ def masked(
     to ``inner``. Place it last in an `optax.chain`: a transformation after it would
     rescale the ``-param`` updates that zero pruned weights.
 
+    ``update(..., masks_frozen=True)`` (a static Python bool, not forwarded) compiles the
+    update without the mask-update branch: the caller promises that the schedule keeps the
+    masks at this step (``schedule(state.count, sparsity)[0]`` is False), e.g. because it
+    evaluated the schedule on the host. The result is then identical and the step cheaper
+    on CPU, where even an untaken `jax.lax.cond` branch costs a few percent of a small step.
+    A step where the schedule does update must not pass it: the masks would go stale.
+
   Example:
     >>> import jax, jax.numpy as jnp, optax, jaxprune
     >>> params = {"w": jnp.arange(1.0, 11.0).reshape(2, 5), "b": jnp.ones(5)}
@@ -162,7 +169,13 @@ def masked(
       inner_state=inner.init(params),
     )
 
-  def update_fn(updates, state, params=None, **extras):
+  def update_fn(updates, state, params=None, masks_frozen: bool = False, **extras):
+    if not isinstance(masks_frozen, bool):
+      raise TypeError(
+        f"masks_frozen must be a Python bool (it selects what is compiled); got "
+        f"{type(masks_frozen).__name__}. Pass masks_frozen=True only on steps where the "
+        "schedule keeps the masks, e.g. tx.update(grads, state, params, masks_frozen=True)."
+      )
     if params is None:
       raise ValueError(
         "jaxprune.masked needs the current params to zero pruned weights. Call "
@@ -199,7 +212,8 @@ def masked(
           out.append(new)
       return out
 
-    stored = jax.lax.cond(update_now, recompute, lambda m: list(m), stored)
+    if not masks_frozen:
+      stored = jax.lax.cond(update_now, recompute, lambda m: list(m), stored)
     bools = [m.unpack() if isinstance(m, PackedMask) else m for m in stored]
 
     masked_grads = [

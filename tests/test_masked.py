@@ -1,5 +1,7 @@
 """Invariants of `jaxprune.masked`: exact zeros, exact counts, no retrace, composition."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -245,6 +247,25 @@ def test_random_criterion_draws_a_new_key_per_mask_update_only():
   assert not np.array_equal(seen[0], seen[2]) and not np.array_equal(seen[2], seen[4])
   np.testing.assert_array_equal(seen[0], seen[1])  # step 1 keeps the masks
   assert int(seen[4].sum()) == 32
+
+
+def test_masks_frozen_compiles_out_the_update_and_matches_the_cond():
+  params = _params()
+  tx = jaxprune.masked(optax.adam(1e-2), 0.5, schedule=schedules.periodic(3))
+  state = tx.init(params)
+  grads = jax.tree.map(jnp.ones_like, params)
+  cond = jax.jit(tx.update)
+  frozen = jax.jit(functools.partial(tx.update, masks_frozen=True))
+  for step in range(7):
+    u_cond, s_cond = cond(grads, state, params)
+    if step % 3:  # the schedule keeps the masks: the frozen update is the same update
+      u_frozen, s_frozen = frozen(grads, state, params)
+      chex.assert_trees_all_equal((u_cond, s_cond), (u_frozen, s_frozen))
+    params, state = optax.apply_updates(params, u_cond), s_cond
+  text = frozen.lower(grads, state, params).as_text()
+  assert "while" not in text and "sort" not in text  # no selection code at all
+  with pytest.raises(TypeError, match="masks_frozen must be a Python bool"):
+    tx.update(grads, state, params, masks_frozen=jnp.bool_(True))
 
 
 def test_saliency_criterion_uses_this_steps_gradient():

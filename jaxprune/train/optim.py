@@ -11,7 +11,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 import jaxprune
@@ -174,6 +177,26 @@ def last_mask_update(sched: Config, steps_per_epoch: int) -> int | None:
   if isinstance(built, schedules.OneShot):
     return built.step
   return built.end
+
+
+def mask_update_steps(config: Config, steps_per_epoch: int, total_steps: int) -> np.ndarray:
+  """Which steps of the run update masks: ``bool[total_steps]`` from the pruning schedule.
+
+  The trainer compiles a second step without the mask-update branch
+  (``masks_frozen=True``) and uses it wherever this is False.
+
+  Example:
+    >>> from jaxprune.train.config import load_config
+    >>> config = load_config("default", {"pruning.schedule.unit": "steps",
+    ...   "pruning.schedule.begin": 2, "pruning.schedule.end": 6, "pruning.schedule.every": 2})
+    >>> mask_update_steps(config, steps_per_epoch=10, total_steps=8).nonzero()[0].tolist()
+    [2, 4, 6]
+  """
+  pruning = config.pruning
+  schedule = pruning_schedule(pruning.schedule, steps_per_epoch)
+  target = float(pruning.sparsity)
+  update = jax.jit(jax.vmap(lambda t: schedule(t, target)[0]))
+  return np.asarray(update(jnp.arange(total_steps, dtype=jnp.int32)), bool)
 
 
 def distribution_from_config(pruning: Config) -> Any:

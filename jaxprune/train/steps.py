@@ -53,6 +53,7 @@ def train_step(
   scoring_temperature: float = 1.0,
   label_smoothing: float = 0.0,
   capture_activations: bool = False,
+  masks_frozen: bool = False,
 ) -> tuple[TrainState, Metrics]:
   """One optimizer step on the mean softmax cross-entropy of ``batch``.
 
@@ -68,6 +69,9 @@ def train_step(
     capture_activations: also pass ``activations=`` (the inputs of every Dense layer on
       this batch, eval mode), for activation-aware criteria such as ``"wanda"`` (static;
       it costs one more forward pass per step).
+    masks_frozen: compile without the mask-update branch of `jaxprune.masked` (static; only
+      for steps where the pruning schedule keeps the masks, see
+      `jaxprune.train.optim.mask_update_steps`).
 
   Returns:
     The new state and ``{"loss": mean loss, "accuracy": fraction correct}`` (device
@@ -105,8 +109,8 @@ def train_step(
     return loss, (logits, updates)
 
   (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  extras = {}
-  if capture_activations:
+  extras = {"masks_frozen": True} if masks_frozen else {}
+  if capture_activations and not masks_frozen:  # only criteria read them
     extras["activations"] = capture_inputs(
       state.apply_fn, _variables(state, state.params), batch["image"], train=False
     )

@@ -6,11 +6,12 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from trainer_helpers import small
 
 import jaxprune
 import jaxprune.data as jdata
 from jaxprune.data import preparation
-from jaxprune.train import input_pipeline
+from jaxprune.train import input_pipeline, optim
 from jaxprune.train.config import load_config
 from jaxprune.train.experiment import load_state
 from jaxprune.train.loop import train_and_evaluate
@@ -94,6 +95,26 @@ def test_resume_after_a_killed_save_is_bit_identical(reference, tmp_path):
   assert summary["test_accuracy"] == reference.summary["test_accuracy"]
   ref_steps = [r["step"] for r in read_metrics(ref_dir / "metrics.jsonl")]
   assert [r["step"] for r in read_metrics(resumed / "metrics.jsonl")] == ref_steps
+
+
+@pytest.mark.xdist_group("reference")
+def test_frozen_steps_give_the_run_of_the_cond_alone(reference, tmp_path):
+  # The reference run uses the step compiled without the mask-update branch wherever the
+  # schedule keeps the masks; this one runs the branch (lax.cond) at every step.
+  config = reference.config.copy_and_resolve_references()
+  with config.unlocked():
+    config.pruning.frozen_step = False
+    config.report.plots = config.report.progress = False
+  train_and_evaluate(config, tmp_path / "cond", verbose=False)
+  a, b = load_state(reference.config, reference.workdir), load_state(config, tmp_path / "cond")
+  assert _leaves_equal(a.params, b.params)
+  assert _leaves_equal(a.opt_state, b.opt_state)
+
+
+def test_mask_update_steps_follow_the_schedule():
+  config = load_config("default", small())
+  steps = optim.mask_update_steps(config, steps_per_epoch=22, total_steps=60)
+  assert np.flatnonzero(steps).tolist() == list(range(4, 41, 4))
 
 
 def test_mnist_without_files_falls_back_to_digits_with_a_notice(tmp_path, monkeypatch, capsys):
