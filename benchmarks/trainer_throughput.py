@@ -82,14 +82,12 @@ def trainer_runs(repeats: int, steps: int) -> dict[str, dict[str, list[float]]]:
   return out
 
 
-def _timed_chunk(step_fn, state, batches, steps: int, start: int = 0) -> tuple[float, float]:
+def _timed_chunk(pick, state, batches, steps: int, start: int = 0) -> tuple[float, float]:
   """(wall seconds, process CPU seconds) of ``steps`` steps, synchronised at both ends.
 
-  ``step_fn`` is a jitted step, or ``pick(step) -> jitted step`` when it has ``pick=True``
-  as an attribute (the trainer's choice between its two compiled steps); ``start`` is the
-  state's step.
+  ``pick(step)`` returns the jitted step to run at ``step`` (the trainer chooses between
+  its two compiled steps); ``start`` is the state's step.
   """
-  pick = step_fn if getattr(step_fn, "pick", False) else (lambda step: step_fn)
   state = jax.tree.map(jnp.copy, state)  # the steps donate (consume) their state
   state, metrics = pick(start)(state, next(batches))
   jax.block_until_ready(metrics)
@@ -103,15 +101,12 @@ def _timed_chunk(step_fn, state, batches, steps: int, start: int = 0) -> tuple[f
 CLOCKS = ("wall", "cpu")
 
 
-def _picker(updating, frozen, updates_at):
-  """``pick(step)``: the step compiled with the mask-update branch where the schedule
-  updates masks (``updates_at[step]``), else the one without it."""
+def _picker(updating, frozen=None, updates_at=None):
+  """``pick(step)``: ``updating`` (the step compiled with the mask-update branch) where the
+  schedule updates masks (``updates_at[step]``) or always if ``updates_at`` is None, else
+  ``frozen``."""
 
-  def pick(step):
-    return updating if updates_at is None or updates_at[step] else frozen
-
-  pick.pick = True
-  return pick
+  return lambda step: updating if updates_at is None or updates_at[step] else frozen
 
 
 def step_ratio(chunks: int) -> dict[str, list[float]]:
@@ -141,7 +136,7 @@ def step_ratio(chunks: int) -> dict[str, list[float]]:
       )
       fns[name] = _picker(fns[name], frozen, updates_at)
     else:
-      fns[name] = _picker(fns[name], fns[name], None)
+      fns[name] = _picker(fns[name])
     for step in range(600):
       state, _ = fns[name](step)(state, next(feed))
     states[name], feeds[name] = jax.block_until_ready(state), feed
@@ -197,7 +192,7 @@ def input_overhead(repeats: int, steps: int) -> dict[str, list[float]]:
   overheads = {f"{name}/{clock}": [] for name in ("on_device", "host") for clock in CLOCKS}
   for r in range(repeats):
     order = list(sources) if r % 2 == 0 else list(sources)[::-1]
-    times = {name: _timed_chunk(fns[name], state, sources[name], steps) for name in order}
+    times = {name: _timed_chunk(_picker(fns[name]), state, sources[name], steps) for name in order}
     for name in ("on_device", "host"):
       for i, clock in enumerate(CLOCKS):
         overheads[f"{name}/{clock}"].append(1.0 - times["resident"][i] / times[name][i])
