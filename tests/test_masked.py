@@ -268,6 +268,16 @@ def test_masks_frozen_compiles_out_the_update_and_matches_the_cond():
     tx.update(grads, state, params, masks_frozen=jnp.bool_(True))
 
 
+@pytest.mark.parametrize("first", [np.nan, np.inf, -np.inf, -0.0, 3e38, -3e38, 1e-45, 7.0])
+def test_step_counter_is_exact_whatever_the_first_update_holds(first):
+  from jaxprune.masked import _after
+
+  leaves = [jnp.zeros((0, 3)), jnp.array([first, 1.0], jnp.bfloat16)]
+  for count in (0, 1, 5, 2**31 - 1):
+    assert int(jax.jit(_after)(jnp.int32(count), leaves)) == count
+  assert int(_after(jnp.int32(3), [])) == 3
+
+
 def test_saliency_criterion_uses_this_steps_gradient():
   params = _params()
   grads = jax.tree.map(jnp.ones_like, params)
