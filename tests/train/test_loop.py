@@ -11,11 +11,12 @@ from trainer_helpers import small
 import jaxprune
 import jaxprune.data as jdata
 from jaxprune.data import preparation
-from jaxprune.train import input_pipeline, optim
+from jaxprune.train import input_pipeline, loop, optim
 from jaxprune.train.config import load_config
 from jaxprune.train.experiment import load_state
 from jaxprune.train.loop import train_and_evaluate
 from jaxprune.train.metrics_log import read_metrics
+from jaxprune.train.steps import train_step
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -109,6 +110,24 @@ def test_frozen_steps_give_the_run_of_the_cond_alone(reference, tmp_path):
   a, b = load_state(reference.config, reference.workdir), load_state(config, tmp_path / "cond")
   assert _leaves_equal(a.params, b.params)
   assert _leaves_equal(a.opt_state, b.opt_state)
+
+
+def test_the_loop_compiles_a_frozen_step_for_steps_that_keep_the_masks(tmp_path, monkeypatch):
+  traced = []
+
+  def spy(state, batch, **kwargs):
+    traced.append(kwargs.get("masks_frozen", False))
+    return train_step(state, batch, **kwargs)
+
+  monkeypatch.setattr(loop, "train_step", spy)
+  config = load_config("default", small(train__num_steps=12, checkpoint__enabled=False))
+  train_and_evaluate(config, tmp_path / "frozen", verbose=False)
+  assert sorted(set(traced)) == [False, True]  # both steps were compiled and used
+  traced.clear()
+  with config.unlocked():
+    config.pruning.frozen_step = False
+  train_and_evaluate(config, tmp_path / "cond", verbose=False)
+  assert traced == [False]
 
 
 def test_mask_update_steps_follow_the_schedule():
