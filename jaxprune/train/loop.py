@@ -145,7 +145,7 @@ def train_and_evaluate(
   pruning = bool(config.pruning.enabled)
   # Steps where the schedule keeps the masks run a step compiled without the mask-update
   # branch (identical results; the untaken branch alone costs a few percent on CPU).
-  updates_masks = np.ones(total_steps, bool)
+  updates_masks, p_frozen = np.ones(total_steps, bool), p_train
   if pruning and config.pruning.get("frozen_step", True) and _count_matches(state, start_step):
     updates_masks = optim.mask_update_steps(config, steps_per_epoch, total_steps)
     frozen = functools.partial(step_fn, masks_frozen=True)
@@ -191,12 +191,12 @@ def train_and_evaluate(
       batch = next(batches)
       input_wait += time.perf_counter() - fetch_start
       p_step = p_train if updates_masks[step] else p_frozen
-      compiles = timed_from is not None and id(p_step) not in compiled
+      compiles = timed_from is not None and p_step not in compiled
       if compiles:
         jax.block_until_ready(state)
         wall_0, cpu_0 = time.perf_counter(), time.process_time()
       state, metrics = p_step(state, batch)
-      compiled.add(id(p_step))
+      compiled.add(p_step)
       window.append(metrics)
       if timed_from is None:
         jax.block_until_ready(metrics)
