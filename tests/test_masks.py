@@ -50,7 +50,9 @@ def _reference_topk(x, k):
   return expected
 
 
-@pytest.mark.parametrize("n", [1, 14, 15, 16, 239, 240, 241, 15 * 16 * 3 + 7, 100_003])
+@pytest.mark.parametrize(
+  "n", [1, 14, 15, 16, 29, 30, 31, 239, 240, 241, 509, 510, 15 * 16 * 3 + 7, 100_003, 262_144]
+)
 def test_counts_match_numpy_at_block_boundaries(n):
   rng = np.random.default_rng(n)
   keys = rng.integers(0, 2**32, n, dtype=np.uint32)
@@ -58,6 +60,14 @@ def test_counts_match_numpy_at_block_boundaries(n):
   ts = np.array([0, keys[0], rng.integers(0, 2**32), 2**32 - 1], np.uint32)
   got = jax.jit(masks._counts)(jnp.asarray(keys), jnp.asarray(ts))
   assert np.asarray(got).tolist() == [int((keys >= t).sum()) for t in ts]
+
+
+@pytest.mark.parametrize("rows", [15, 16])
+def test_count_layout_columns_are_2_mod_4_and_leave_a_short_tail(rows):
+  for n in range(0, 2000):
+    c = masks._columns(n, rows)
+    assert c * rows <= n and n - c * rows < 5 * rows
+    assert c == 0 or c % 4 == 2
 
 
 def test_misleading_sample_falls_back_to_the_full_range():
