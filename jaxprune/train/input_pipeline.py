@@ -200,7 +200,9 @@ class TrainFeed:
     self.spec = dataset.spec
     self.on_device = bool(on_device and dataset.in_memory)
     self._batch_sharding = batch_sharding
+    self._batch_size = batch_size
     source = Indices(dataset) if self.on_device else dataset
+    self._source = source
     iterator = jdata.BatchIterator(source, batch_size, seed=seed)
     if position is not None:
       iterator.set_state(position)
@@ -227,20 +229,42 @@ class TrainFeed:
     if not self.on_device:
       self._iterator.close()
 
-  def jit_step(self, step_fn: Any, state_shardings: Any, out_shardings: Any) -> Any:
+  def batch_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shapes and dtypes of the batches this feed yields (global batch size, x64 off)."""
+    rows = self._source[np.arange(1)]
+    return {
+      k: jax.ShapeDtypeStruct(
+        (self._batch_size, *np.shape(v)[1:]), jax.dtypes.canonicalize_dtype(np.asarray(v).dtype)
+      )
+      for k, v in rows.items()
+    }
+
+  def jit_step(
+    self, step_fn: Any, state_shardings: Any, out_shardings: Any, state: Any = None
+  ) -> Any:
     """Jits ``step_fn(state, batch)`` for this feed's batches; returns ``f(state, batch)``.
 
     The state argument is donated: its buffers are reused for the new state (do not use
     the old state after the call). Arrays still referenced elsewhere, e.g. by a
     checkpoint being written, are copied instead of reused.
+
+    Args:
+      step_fn: the step, ``(state, batch) -> (state, metrics)``.
+      state_shardings: shardings of the state (a pytree like it).
+      out_shardings: shardings of ``(state, metrics)``.
+      state: if given (the state or ``jax.eval_shape`` of it), the step is compiled now,
+        ahead of the first call, for states like it and this feed's `batch_shapes`, so a
+        training loop never pauses to compile mid-run and compile errors surface before
+        training starts.
     """
     if not self.on_device:
-      return jax.jit(
+      fn = jax.jit(
         step_fn,
         in_shardings=(state_shardings, self._batch_sharding),
         out_shardings=out_shardings,
         donate_argnums=0,
       )
+      return fn if state is None else fn.lower(state, self.batch_shapes()).compile()
     spec, replicated = self.spec, jax.tree.leaves(self.data)[0].sharding
     on_data = jax.jit(
       lambda state, data, batch: step_fn(state, gather(data, batch["index"], spec)),
@@ -248,4 +272,6 @@ class TrainFeed:
       out_shardings=out_shardings,
       donate_argnums=0,
     )
+    if state is not None:
+      on_data = on_data.lower(state, self.data, self.batch_shapes()).compile()
     return lambda state, batch: on_data(state, self.data, batch)

@@ -11,8 +11,9 @@ into ``workdir``:
 * ``summary.json``: final test loss / accuracy / error, per-layer and total sparsity,
   remaining parameters, compression, dense and remaining FLOPs, speedup, wall time, and
   throughput: ``steps_per_second`` and ``cpu_seconds_per_step`` (from the end of the
-  first step to the end of the loop, leaving out the steps that compiled) and
-  ``input_wait_fraction`` (share of that time the loop was blocked on the next batch);
+  first step to the end of the loop, leaving out the evaluations, whose total is
+  ``eval_time_s``) and ``input_wait_fraction`` (share of that time the loop was blocked
+  on the next batch);
 * ``curves.png`` and ``layer_sparsity.png`` (see `report`), and ``config.json``.
 """
 
@@ -141,20 +142,32 @@ def train_and_evaluate(
     capture_activations=exp.needs_activations,
   )
   out_shardings = (shardings, sharding.replicated(mesh))
-  p_train = batches.jit_step(step_fn, shardings, out_shardings)
   pruning = bool(config.pruning.enabled)
   # Steps where the schedule keeps the masks run a step compiled without the mask-update
   # branch (identical results; the untaken branch alone costs a few percent on CPU).
-  updates_masks, p_frozen = np.ones(total_steps, bool), p_train
+  updates_masks = np.ones(total_steps, bool)
   if pruning and config.pruning.get("frozen_step", True) and _count_matches(state, start_step):
     updates_masks = optim.mask_update_steps(config, steps_per_epoch, total_steps)
+  # Compile the steps this run will take now, before the loop, not when first needed.
+  abstract_state = checkpoint.abstract_like(abstract, shardings)
+  remaining = updates_masks[start_step:]
+  p_train = p_frozen = None
+  if remaining.any():
+    p_train = batches.jit_step(step_fn, shardings, out_shardings, abstract_state)
+  if not remaining.all():
     frozen = functools.partial(step_fn, masks_frozen=True)
-    p_frozen = batches.jit_step(frozen, shardings, out_shardings)
+    p_frozen = batches.jit_step(frozen, shardings, out_shardings, abstract_state)
   p_eval = jax.jit(eval_step)
-  count_zeros = jax.jit(
-    lambda s: (
-      evaluation.pruned_counts(s.opt_state)[0] if pruning else evaluation.kernel_zeros(s.params)[0]
+  count_zeros = (
+    jax.jit(
+      lambda s: (
+        evaluation.pruned_counts(s.opt_state)[0]
+        if pruning
+        else evaluation.kernel_zeros(s.params)[0]
+      )
     )
+    .lower(abstract_state)
+    .compile()
   )
   num_prunable = (
     evaluation.num_pruned_weights(abstract.opt_state)
@@ -180,31 +193,20 @@ def train_and_evaluate(
   )
   window: list[dict[str, jax.Array]] = []
   last_test, postfix = None, {}
-  # Throughput is timed from the end of the first step (which includes compilation); a
-  # later first call of the other compiled step is left out of it too.
+  # Throughput is timed from the end of the first step; evaluations are left out of it.
   input_wait, timed_steps, timed_from, cpu_from = 0.0, 0, None, 0.0
-  untimed_wall, untimed_cpu, compiled = 0.0, 0.0, set()
+  eval_wall, eval_cpu = 0.0, 0.0
   loop_start = time.perf_counter()
   try:
     for step in range(start_step, total_steps):
       fetch_start = time.perf_counter()
       batch = next(batches)
       input_wait += time.perf_counter() - fetch_start
-      p_step = p_train if updates_masks[step] else p_frozen
-      compiles = timed_from is not None and p_step not in compiled
-      if compiles:
-        jax.block_until_ready(state)
-        wall_0, cpu_0 = time.perf_counter(), time.process_time()
-      state, metrics = p_step(state, batch)
-      compiled.add(p_step)
+      state, metrics = (p_train if updates_masks[step] else p_frozen)(state, batch)
       window.append(metrics)
       if timed_from is None:
         jax.block_until_ready(metrics)
         input_wait, timed_from, cpu_from = 0.0, time.perf_counter(), time.process_time()
-      elif compiles:
-        jax.block_until_ready(metrics)
-        untimed_wall += time.perf_counter() - wall_0
-        untimed_cpu += time.process_time() - cpu_0
       else:
         timed_steps += 1
       done = step + 1
@@ -217,7 +219,11 @@ def train_and_evaluate(
         record["sparsity"] = int(count_zeros(state)) / max(num_prunable, 1)
         record["learning_rate"] = float(lr(step))
       if done % eval_every == 0 or done == total_steps:
+        jax.block_until_ready(state)  # the steps still queued are training time
+        wall_0, cpu_0 = time.perf_counter(), time.process_time()
         last_test = run_eval(state)
+        eval_wall += time.perf_counter() - wall_0
+        eval_cpu += time.process_time() - cpu_0
         record["test_loss"], record["test_accuracy"] = last_test["loss"], last_test["accuracy"]
       if record:
         log.write({"step": done, "epoch": done / steps_per_epoch, **record})
@@ -235,7 +241,7 @@ def train_and_evaluate(
     if ckpt is not None:
       ckpt.close()
 
-  timed = loop_end - timed_from - untimed_wall if timed_steps and timed_from is not None else 0.0
+  timed = loop_end - timed_from - eval_wall if timed_steps and timed_from is not None else 0.0
   if last_test is None:  # Resumed a finished run: nothing trained, evaluate once more.
     last_test = run_eval(state)
   summary = {
@@ -252,8 +258,9 @@ def train_and_evaluate(
     **evaluation.summarize(state, model, exp.input_shape, last_test),
     "steps_per_second": timed_steps / timed if timed else None,
     "input_wait_fraction": input_wait / timed if timed else None,
-    "cpu_seconds_per_step": (cpu_end - cpu_from - untimed_cpu) / timed_steps if timed else None,
+    "cpu_seconds_per_step": (cpu_end - cpu_from - eval_cpu) / timed_steps if timed else None,
     "train_time_s": loop_end - loop_start,
+    "eval_time_s": eval_wall,
     "wall_time_s": time.perf_counter() - wall_start,
   }
   write_json(workdir / "summary.json", summary)

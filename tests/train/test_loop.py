@@ -11,12 +11,11 @@ from trainer_helpers import small
 import jaxprune
 import jaxprune.data as jdata
 from jaxprune.data import preparation
-from jaxprune.train import input_pipeline, loop, optim
+from jaxprune.train import input_pipeline, optim
 from jaxprune.train.config import load_config
 from jaxprune.train.experiment import load_state
 from jaxprune.train.loop import train_and_evaluate
 from jaxprune.train.metrics_log import read_metrics
-from jaxprune.train.steps import train_step
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -49,6 +48,9 @@ def test_the_loop_writes_metrics_summary_plots_and_prints_the_table(reference):
   assert summary["compression"] == pytest.approx(50_610 / summary["params_remaining"])
   assert summary["flops_dense"] == 50_200 and summary["speedup"] == pytest.approx(10.0, rel=1e-3)
   assert summary["steps_per_second"] > 0 and 0 <= summary["input_wait_fraction"] < 1
+  # Three evaluations ran inside the loop; their time is reported and not counted as training.
+  assert 0 < summary["eval_time_s"] < summary["train_time_s"]
+  assert 59 / summary["steps_per_second"] < summary["train_time_s"] - summary["eval_time_s"]
   for name in ("curves.png", "layer_sparsity.png"):
     assert (workdir / name).read_bytes()[:8] == PNG
   assert json.loads((workdir / "config.json").read_text())["data"]["name"] == "digits"
@@ -112,22 +114,30 @@ def test_frozen_steps_give_the_run_of_the_cond_alone(reference, tmp_path):
   assert _leaves_equal(a.opt_state, b.opt_state)
 
 
-def test_the_loop_compiles_a_frozen_step_for_steps_that_keep_the_masks(tmp_path, monkeypatch):
-  traced = []
+def test_the_loop_runs_the_frozen_step_exactly_where_the_masks_stay(tmp_path, monkeypatch):
+  # Count the calls of each step the loop builds (both are compiled before the loop).
+  calls = {False: 0, True: 0}
+  build = input_pipeline.TrainFeed.jit_step
 
-  def spy(state, batch, **kwargs):
-    traced.append(kwargs.get("masks_frozen", False))
-    return train_step(state, batch, **kwargs)
+  def counted(self, step_fn, *args, **kwargs):
+    run, frozen = build(self, step_fn, *args, **kwargs), step_fn.keywords.get("masks_frozen")
 
-  monkeypatch.setattr(loop, "train_step", spy)
+    def step(state, batch):
+      calls[bool(frozen)] += 1
+      return run(state, batch)
+
+    return step
+
+  monkeypatch.setattr(input_pipeline.TrainFeed, "jit_step", counted)
   config = load_config("default", small(train__num_steps=12, checkpoint__enabled=False))
   train_and_evaluate(config, tmp_path / "frozen", verbose=False)
-  assert sorted(set(traced)) == [False, True]  # both steps were compiled and used
-  traced.clear()
+  updates = int(optim.mask_update_steps(config, 22, 12).sum())
+  assert 0 < updates < 12 and calls == {False: updates, True: 12 - updates}
+  calls.update({False: 0, True: 0})
   with config.unlocked():
     config.pruning.frozen_step = False
   train_and_evaluate(config, tmp_path / "cond", verbose=False)
-  assert traced == [False]
+  assert calls == {False: 12, True: 0}
 
 
 def test_mask_update_steps_follow_the_schedule():
@@ -164,5 +174,18 @@ def test_device_resident_and_host_batches_visit_the_same_examples():
       np.testing.assert_allclose(gathered["image"], batch["image"], rtol=1e-6, atol=1e-6)
       np.testing.assert_array_equal(gathered["label"], batch["label"])
     assert on_device.get_state() == host.get_state() == {"epoch": 1, "index": 160}
+    for feed, got in ((on_device, {"index": index}), (host, batch)):
+      shapes = {k: (v.shape, v.dtype) for k, v in feed.batch_shapes().items()}
+      assert shapes == {
+        k: (v.shape, jax.dtypes.canonicalize_dtype(v.dtype)) for k, v in got.items()
+      }
   finally:
     host.close()
+
+
+def test_the_loop_compiles_ahead_for_host_batches_too(tmp_path):
+  config = load_config(
+    "default", small(train__num_steps=6, checkpoint__enabled=False, data__on_device=False)
+  )
+  summary = train_and_evaluate(config, tmp_path, verbose=False)
+  assert summary["steps"] == 6 and summary["steps_per_second"] > 0
