@@ -7,7 +7,16 @@ Example:
 """
 
 # `bayes` registers the "log_alpha" and "l0_gate" criteria on import.
-from jaxprune import bayes, criteria, distributions, masks, penalties, schedules, structures
+from jaxprune import (
+  bayes,
+  criteria,
+  distributions,
+  masks,
+  penalties,
+  schedules,
+  structures,
+  surgery,
+)
 from jaxprune.errors import JaxpruneError, MaskMismatchError, MissingExtraError
 from jaxprune.masked import MaskedState, masked, masks_of
 from jaxprune.prune import apply_masks, prune
@@ -33,4 +42,5 @@ __all__ = [
   "schedules",
   "sparsity_summary",
   "structures",
+  "surgery",
 ]
