@@ -158,17 +158,13 @@ def train_and_evaluate(
     frozen = functools.partial(step_fn, masks_frozen=True)
     p_frozen = batches.jit_step(frozen, shardings, out_shardings, abstract_state)
   p_eval = jax.jit(eval_step)
-  count_zeros = (
-    jax.jit(
-      lambda s: (
-        evaluation.pruned_counts(s.opt_state)[0]
-        if pruning
-        else evaluation.kernel_zeros(s.params)[0]
-      )
+
+  def zeros_of(s: TrainState) -> jax.Array:
+    return (
+      evaluation.pruned_counts(s.opt_state)[0] if pruning else evaluation.kernel_zeros(s.params)[0]
     )
-    .lower(abstract_state)
-    .compile()
-  )
+
+  count_zeros = jax.jit(zeros_of).lower(abstract_state).compile()
   num_prunable = (
     evaluation.num_pruned_weights(abstract.opt_state)
     if pruning
