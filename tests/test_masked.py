@@ -268,6 +268,16 @@ def test_masks_frozen_compiles_out_the_update_and_matches_the_cond():
     tx.update(grads, state, params, masks_frozen=jnp.bool_(True))
 
 
+def test_frozen_steps_need_no_criterion_inputs_but_updating_steps_do():
+  params = _params()
+  tx = jaxprune.masked(optax.sgd(0.1), 0.5, criterion="grasp", schedule=schedules.one_shot(0))
+  state = tx.init(params)
+  grads = jax.tree.map(jnp.ones_like, params)
+  tx.update(grads, state, params, masks_frozen=True)  # the criterion does not run
+  with pytest.raises(jaxprune.MissingExtraError, match="loss_fn"):
+    tx.update(grads, state, params)
+
+
 @pytest.mark.parametrize("first", [np.nan, np.inf, -np.inf, -0.0, 3e38, -3e38, 1e-45, 7.0])
 def test_step_counter_is_exact_whatever_the_first_update_holds(first):
   from jaxprune.masked import _after

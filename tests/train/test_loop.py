@@ -189,3 +189,14 @@ def test_the_loop_compiles_ahead_for_host_batches_too(tmp_path):
   )
   summary = train_and_evaluate(config, tmp_path, verbose=False)
   assert summary["steps"] == 6 and summary["steps_per_second"] > 0
+
+
+def test_the_wanda_config_prunes_every_output_neuron_alike_in_the_loop(tmp_path):
+  # One-shot Wanda at step 8 (the trainer captures the Dense inputs for that step only).
+  config = load_config("wanda", small(train__num_steps=12, pruning__schedule__begin=8.0))
+  train_and_evaluate(config, tmp_path, verbose=False)
+  masks = jaxprune.masks_of(load_state(config, tmp_path).opt_state)
+  for name in ("Dense_0", "Dense_1", "Dense_2"):
+    mask = np.asarray(masks[name]["kernel"])
+    kept = int(jaxprune.masks.num_to_keep(mask.shape[0], 0.9))
+    assert (mask.sum(axis=0) == kept).all(), name  # the same count in every output neuron
