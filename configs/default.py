@@ -47,6 +47,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.eval_every_epochs = 2.0  # Evaluate on the test split this often (and at the end).
   config.train.log_every_steps = 100  # Write training metrics and refresh the bar this often.
   config.train.label_smoothing = 0.0  # Label smoothing of the training loss.
+  config.train.penalty = ""  # Loss penalty: "" (none), "kl" (variational dropout) or "l0".
+  config.train.penalty_weight = 1.0  # Its multiplier (the weight per example is this / N).
+  config.train.penalty_warmup_epochs = 0.0  # Epochs trained without the penalty.
+  config.train.penalty_ramp_epochs = 0.0  # Then epochs of a linear ramp to the full weight.
 
   config.pruning = ml_collections.ConfigDict()
   config.pruning.enabled = True  # False trains dense with the plain inner optimizer.

@@ -9,7 +9,7 @@ imply (`jaxprune.train.sweep` adds the accuracy drop against a dense baseline).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 
 import jaxprune
+from jaxprune.bayes.l0 import GATE
+from jaxprune.bayes.variational import LOG_SIGMA2
 from jaxprune.data import eval_batches
 from jaxprune.masked import DenseMask, MaskedState, PackedMask
 from jaxprune.train import models
@@ -115,6 +117,14 @@ def to_host(tree: PyTree) -> PyTree:
   return multihost_utils.process_allgather(tree, tiled=True)
 
 
+def _deployed(params: Any) -> Any:
+  """``params`` without the leaves only training uses: the log σ² of variational layers and
+  the gate log α of L0 layers (the trained network is their kernels, masked)."""
+  if isinstance(params, Mapping):
+    return {k: _deployed(v) for k, v in params.items() if k not in (LOG_SIGMA2, GATE)}
+  return params
+
+
 def summarize(
   state: TrainState,
   model: nn.Module,
@@ -133,12 +143,13 @@ def summarize(
     A dict with ``test_loss``, ``test_accuracy``, ``test_error``; ``sparsity`` (weights
     removed from the pruned layers), ``total_sparsity`` (zeros over all parameters),
     ``layers`` (per-leaf shape, size, nonzero, sparsity); ``params_total``,
-    ``params_remaining``, ``compression``; ``flops_dense``, ``flops_remaining``,
+    ``params_remaining``, ``compression`` (the training-only log σ² and gate leaves of
+    `jaxprune.bayes` layers are left out of these); ``flops_dense``, ``flops_remaining``,
     ``speedup`` (multiply-accumulates per example, see `models.flops_per_example`) and
     ``flops_layers``.
   """
   host = to_host({"params": state.params, "stats": state.batch_stats, "opt": state.opt_state})
-  table = jaxprune.sparsity_summary(host["params"])
+  table = jaxprune.sparsity_summary(_deployed(host["params"]))
   masks = masks_or_none(host["opt"])
   variables = {"params": host["params"]}
   if host["stats"]:

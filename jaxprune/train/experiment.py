@@ -20,6 +20,7 @@ import optax
 
 from jaxprune import criteria
 from jaxprune.train import checkpoint, input_pipeline, models, optim
+from jaxprune.train import penalty as penalty_lib
 from jaxprune.train.state import TrainState, create_train_state
 
 
@@ -52,6 +53,13 @@ class Experiment:
     """A function building the initial `TrainState` (also used under `jax.eval_shape`)."""
     return functools.partial(
       create_train_state, self.model, self.tx, self.input_shape, int(self.config.seed)
+    )
+
+  @property
+  def penalty(self) -> penalty_lib.Penalty | None:
+    """``penalty(params, step)`` added to the training loss (``config.train.penalty``)."""
+    return penalty_lib.make_penalty(
+      self.config.train, self.splits.train.num_examples, self.steps_per_epoch
     )
 
   @property

@@ -140,6 +140,7 @@ def train_and_evaluate(
     scoring_temperature=float(config.pruning.scoring_temperature),
     label_smoothing=float(config.train.label_smoothing),
     capture_activations=exp.needs_activations,
+    penalty=exp.penalty,
   )
   out_shardings = (shardings, sharding.replicated(mesh))
   pruning = bool(config.pruning.enabled)

@@ -8,6 +8,7 @@ the current batch at the steps its schedule picks, with no change to the loop.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -54,6 +55,7 @@ def train_step(
   label_smoothing: float = 0.0,
   capture_activations: bool = False,
   masks_frozen: bool = False,
+  penalty: Callable[[Any, jax.Array], jax.Array] | None = None,
 ) -> tuple[TrainState, Metrics]:
   """One optimizer step on the mean softmax cross-entropy of ``batch``.
 
@@ -72,6 +74,9 @@ def train_step(
     masks_frozen: compile without the mask-update branch of `jaxprune.masked` (static; only
       for steps where the pruning schedule keeps the masks, see
       `jaxprune.train.optim.mask_update_steps`).
+    penalty: ``penalty(params, step)`` added to the loss that is differentiated, e.g.
+      variational dropout's weighted KL (static; see `jaxprune.train.penalty`). The
+      reported ``loss`` stays the cross-entropy.
 
   Returns:
     The new state and ``{"loss": mean loss, "accuracy": fraction correct}`` (device
@@ -106,9 +111,10 @@ def train_step(
       loss = optax.softmax_cross_entropy(logits, targets).mean()
     else:
       loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    return loss, (logits, updates)
+    objective = loss if penalty is None else loss + penalty(params, state.step)
+    return objective, (loss, logits, updates)
 
-  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (_, (loss, logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   extras = {"masks_frozen": True} if masks_frozen else {}
   if capture_activations and not masks_frozen:  # only criteria read them
     extras["activations"] = capture_inputs(

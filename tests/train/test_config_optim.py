@@ -18,7 +18,7 @@ CONFIGS = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "configs
 
 
 def test_every_method_family_has_a_config():
-  methods = {"default", "snip", "grasp", "wanda", "random_erk", "channels"}
+  methods = {"default", "snip", "grasp", "wanda", "random_erk", "channels", "variational_dropout"}
   assert methods | {"lenet5", "resnet20", "vit"} <= set(CONFIGS)
 
 

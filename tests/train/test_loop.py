@@ -200,3 +200,19 @@ def test_the_wanda_config_prunes_every_output_neuron_alike_in_the_loop(tmp_path)
     mask = np.asarray(masks[name]["kernel"])
     kept = int(jaxprune.masks.num_to_keep(mask.shape[0], 0.9))
     assert (mask.sum(axis=0) == kept).all(), name  # the same count in every output neuron
+
+
+@pytest.mark.parametrize("layer, penalty", [("variational", "kl"), ("l0", "l0")])
+def test_learned_sparsity_trains_with_its_penalty_in_the_loop(tmp_path, layer, penalty):
+  overrides = small(
+    train__num_steps=12, checkpoint__enabled=False, train__penalty=penalty, pruning__sparsity=0.0
+  )
+  config = load_config("variational_dropout", overrides)
+  with config.unlocked():
+    config.model.kwargs.layer = layer
+    config.pruning.criterion = {"kl": "log_alpha", "l0": "l0_gate"}[penalty]
+    config.pruning.dense = {"kl": ".*log_sigma2", "l0": ".*gate_log_alpha"}[penalty]
+  summary = train_and_evaluate(config, tmp_path, verbose=False)
+  kernels = [name for name, v in summary["layers"].items() if len(v["shape"]) > 1]
+  assert len(kernels) == 3 and summary["flops_dense"] == 50_200  # the bayes layers counted
+  assert np.isfinite(summary["test_loss"]) and summary["steps"] == 12

@@ -128,3 +128,29 @@ def test_activation_capture_feeds_wanda():
   new_state, _ = jax.jit(lambda s, b: train_step(s, b, capture_activations=True))(state, _batch())
   masks = jaxprune.masks_of(new_state.opt_state)
   assert float(np.mean(np.asarray(masks["Dense_0"]["kernel"]))) == pytest.approx(0.5)
+
+
+def test_the_penalty_joins_the_objective_but_not_the_reported_loss():
+  from jaxprune.train import models
+
+  model = models.get_model("lenet300100", num_classes=10, layer="variational")
+  batch = {"image": jnp.ones((4, 8, 8, 1)), "label": jnp.arange(4)}
+  plain = create_train_state(model, optax.sgd(0.1), (8, 8, 1), 0)
+  penalized = create_train_state(model, optax.sgd(0.1), (8, 8, 1), 0)
+  kl = lambda params, step: jaxprune.bayes.kl_penalty(params) / 100.0
+  a, ma = jax.jit(train_step)(plain, batch)
+  b, mb = jax.jit(lambda s, b: train_step(s, b, penalty=kl))(penalized, batch)
+  assert float(ma["loss"]) == float(mb["loss"])  # the cross-entropy, before the update
+  sigma_a = a.params["VariationalDense_0"]["log_sigma2"]
+  sigma_b = b.params["VariationalDense_0"]["log_sigma2"]
+  assert float(jnp.mean(sigma_b - sigma_a)) > 0  # the KL pushes log sigma^2 up
+
+
+def test_unknown_penalties_are_refused_with_the_choices():
+  import ml_collections
+
+  from jaxprune.train.penalty import make_penalty
+
+  train = ml_collections.ConfigDict(dict(penalty="l2", penalty_weight=1.0))
+  with pytest.raises(ValueError, match="'kl' .* or 'l0'"):
+    make_penalty(train, 100, 10)

@@ -1,15 +1,19 @@
 """The classic pruning benchmarks: LeNet-300-100, LeNet-5 (Caffe) and a small VGG.
 
-Every model takes images ``[B, H, W, C]`` and a ``train`` keyword (unused here, accepted so
-a trainer calls all models the same way) and returns logits ``[B, num_classes]``.
+Every model takes images ``[B, H, W, C]`` and a ``train`` keyword (used only by the
+variational and L0 layers of LeNet-300-100, accepted so a trainer calls all models the same
+way) and returns logits ``[B, num_classes]``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
+
+from jaxprune import bayes
 
 
 def check_images(x: jax.Array, model: str) -> None:
@@ -31,6 +35,10 @@ class LeNet300100(nn.Module):
   Attributes:
     num_classes: Size of the output layer.
     hidden: Widths of the hidden layers.
+    layer: ``"dense"``; ``"variational"`` for `jaxprune.bayes.VariationalDense` layers
+      (sparse variational dropout) or ``"l0"`` for `jaxprune.bayes.L0Dense` layers with
+      one gate per input neuron. Both sample noise from the ``"dropout"`` stream in
+      training.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -42,14 +50,29 @@ class LeNet300100(nn.Module):
 
   num_classes: int = 10
   hidden: Sequence[int] = (300, 100)
+  layer: str = "dense"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    del train
+    if self.layer == "dense":
+      dense = lambda width: nn.Dense(width)
+    elif self.layer == "variational":
+      dense = lambda width: functools.partial(
+        bayes.VariationalDense(width), deterministic=not train
+      )
+    elif self.layer == "l0":
+      dense = lambda width: functools.partial(
+        bayes.L0Dense(width, gate="input"), deterministic=not train
+      )
+    else:
+      raise ValueError(
+        f"LeNet300100.layer must be 'dense', 'variational' or 'l0', got {self.layer!r}; "
+        "e.g. --config.model.kwargs.layer=variational."
+      )
     x = x.reshape((x.shape[0], -1))
     for width in self.hidden:
-      x = nn.relu(nn.Dense(width)(x))
-    return nn.Dense(self.num_classes)(x)
+      x = nn.relu(dense(width)(x))
+    return dense(self.num_classes)(x)
 
 
 class LeNet5Caffe(nn.Module):

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxprune import bayes
 from jaxprune._tree import leaves_with_paths
 from jaxprune.errors import MaskMismatchError
 
@@ -18,7 +19,15 @@ PyTree = Any
 
 # Modules whose kernel is applied once per output position (Dense on every leading
 # position, Conv on every output pixel); ConvTranspose is applied once per input pixel.
-_PER_OUTPUT = (nn.Dense, nn.DenseGeneral, nn.Conv)
+_PER_OUTPUT = (
+  nn.Dense,
+  nn.DenseGeneral,
+  nn.Conv,
+  bayes.VariationalDense,
+  bayes.VariationalConv,
+  bayes.L0Dense,
+  bayes.L0Conv,
+)
 
 
 def _array_leaves(tree: PyTree) -> list[Any]:
@@ -117,8 +126,9 @@ def flops_per_example(
   """Counts the multiply-accumulates (MACs) of one forward pass, dense and after pruning.
 
   What is counted: the MACs of every ``nn.Dense``, ``nn.DenseGeneral``, ``nn.Conv`` and
-  ``nn.ConvTranspose`` kernel (``positions × kernel.size``, where positions is how often the
-  kernel is applied: output pixels of a conv, tokens of a dense layer on a sequence), and
+  ``nn.ConvTranspose`` kernel and of the variational and L0 layers of `jaxprune.bayes`
+  (``positions × kernel.size``, where positions is how often the kernel is applied: output
+  pixels of a conv, tokens of a dense layer on a sequence), and
   the two matmuls of ``nn.MultiHeadDotProductAttention`` (``2 · queries · keys · width``,
   never pruned, any attention mask ignored). Biases, normalisation, activations, pooling
   and other elementwise ops are not counted; one MAC is often reported as two FLOPs.
