@@ -76,12 +76,17 @@ def apply_masks(params: PyTree, masks: PyTree) -> PyTree:
     >>> jaxprune.apply_masks({"w": jnp.ones(2)}, {"w": jnp.array([True, False])})["w"]
     Array([1., 0.], dtype=float32)
   """
+  check_mask_tree(params, masks, "apply_masks")
+  return jax.tree.map(lambda p, m: jnp.where(m, p, jnp.zeros_like(p)), params, masks)
+
+
+def check_mask_tree(params: PyTree, masks: PyTree, caller: str) -> None:
+  """Raises `MaskMismatchError` unless ``masks`` has the tree structure of ``params``."""
   from jaxprune.errors import MaskMismatchError
 
   if jax.tree.structure(params) != jax.tree.structure(masks):
     raise MaskMismatchError(
-      "The mask tree does not match the params tree.\n"
+      f"{caller}: the mask tree does not match the params tree.\n"
       f"  params: {jax.tree.structure(params)}\n  masks:  {jax.tree.structure(masks)}\n"
       "Use masks from jaxprune.masks_of(opt_state) or jaxprune.prune(params, ...)."
     )
-  return jax.tree.map(lambda p, m: jnp.where(m, p, jnp.zeros_like(p)), params, masks)

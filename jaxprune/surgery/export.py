@@ -10,6 +10,7 @@ import numpy as np
 from jax.experimental import sparse
 
 from jaxprune._tree import is_float_array
+from jaxprune.prune import check_mask_tree
 
 PyTree = Any
 
@@ -46,14 +47,8 @@ def to_bcoo(params: PyTree, masks: PyTree | None = None) -> PyTree:
   """
   if masks is None:
     masks = jax.tree.map(lambda x: np.asarray(x) != 0 if is_float_array(x) else None, params)
-  elif jax.tree.structure(params) != jax.tree.structure(masks):
-    from jaxprune.errors import MaskMismatchError
-
-    raise MaskMismatchError(
-      "to_bcoo: the mask tree does not match the params tree.\n"
-      f"  params: {jax.tree.structure(params)}\n  masks:  {jax.tree.structure(masks)}\n"
-      "Use masks from jaxprune.masks_of(opt_state) or jaxprune.prune(params, ...)."
-    )
+  else:
+    check_mask_tree(params, masks, "to_bcoo")
 
   def convert(x, m):
     if m is None or not is_float_array(x) or np.ndim(x) < 2:
