@@ -11,13 +11,20 @@ from jaxprune import (
   bayes,
   criteria,
   distributions,
+  dynamic,
   masks,
   penalties,
   schedules,
   structures,
   surgery,
 )
-from jaxprune.errors import JaxpruneError, MaskMismatchError, MissingExtraError
+from jaxprune.check import check_sparse
+from jaxprune.errors import (
+  JaxpruneError,
+  MaskMismatchError,
+  MissingExtraError,
+  SparsityError,
+)
 from jaxprune.masked import MaskedState, masked, masks_of
 from jaxprune.prune import apply_masks, prune
 from jaxprune.summary import SparsitySummary, sparsity_summary
@@ -29,11 +36,14 @@ __all__ = [
   "MaskMismatchError",
   "MaskedState",
   "MissingExtraError",
+  "SparsityError",
   "SparsitySummary",
   "apply_masks",
   "bayes",
+  "check_sparse",
   "criteria",
   "distributions",
+  "dynamic",
   "masked",
   "masks",
   "masks_of",
