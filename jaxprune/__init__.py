@@ -19,6 +19,7 @@ from jaxprune import (
 )
 from jaxprune.errors import JaxpruneError, MaskMismatchError, MissingExtraError
 from jaxprune.masked import MaskedState, masked, masks_of
+from jaxprune.nnx_utils import nnx_loss_fn
 from jaxprune.prune import apply_masks, prune
 from jaxprune.summary import SparsitySummary, sparsity_summary
 
@@ -37,6 +38,7 @@ __all__ = [
   "masked",
   "masks",
   "masks_of",
+  "nnx_loss_fn",
   "penalties",
   "prune",
   "schedules",
