@@ -26,6 +26,7 @@ from jaxprune.errors import (
   SparsityError,
 )
 from jaxprune.masked import MaskedState, masked, masks_of
+from jaxprune.nnx_utils import nnx_loss_fn
 from jaxprune.prune import apply_masks, prune
 from jaxprune.summary import SparsitySummary, sparsity_summary
 
@@ -47,6 +48,7 @@ __all__ = [
   "masked",
   "masks",
   "masks_of",
+  "nnx_loss_fn",
   "penalties",
   "prune",
   "schedules",

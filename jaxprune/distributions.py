@@ -14,7 +14,8 @@ ERK's re-solve also runs under jit and `optax.inject_hyperparams`.
   divides each leaf's scores by their mean, so layers with small scores are not emptied).
 * a mapping ``{regex: sparsity or None}`` over "/"-joined paths (first full match wins;
   unmatched leaves stay dense), or a callable ``(path, leaf) -> sparsity or None``. Values
-  are final sparsities; during a schedule each is scaled by ``current / target``.
+  are final sparsities; during a schedule each is scaled by ``current / target``. Giving a
+  non-floating leaf (integer, bool) a sparsity is an error.
 """
 
 from __future__ import annotations
@@ -122,10 +123,31 @@ class ByPath:
         )
 
   def prunable(self, paths, leaves) -> list[bool]:
-    return [
-      is_float_array(x) and self._lookup(p, x) is not None
-      for p, x in zip(paths, leaves, strict=True)
-    ]
+    out = []
+    for p, x in zip(paths, leaves, strict=True):
+      value = self._lookup(p, x)
+      if value is not None and not is_float_array(x):
+        raise ValueError(self._not_float(p, x, value))
+      out.append(value is not None)
+    return out
+
+  def _not_float(self, path: str, leaf: Leaf, value: Any) -> str:
+    dtype = getattr(leaf, "dtype", type(leaf).__name__)
+    if callable(self.rule):
+      fix = (
+        "Return None for it from the rule, e.g. "
+        "lambda path, leaf: 0.9 if jnp.issubdtype(leaf.dtype, jnp.floating) else None."
+      )
+    else:
+      pattern = next(k for k in self.rule if re.fullmatch(k, path))
+      fix = (
+        f"Put {{{path!r}: None}} before {pattern!r} in the mapping (the first full match "
+        "wins), or narrow the pattern, e.g. '.*kernel'."
+      )
+    return (
+      f"The distribution gives leaf {path!r} (dtype {dtype}) the sparsity {value!r}, but "
+      f"only floating leaves can be pruned; an integer or bool leaf would stay dense. {fix}"
+    )
 
   def targets(self, paths, leaves, prunable, sparsity, target):
     s = jnp.asarray(sparsity, jnp.float32)

@@ -12,7 +12,6 @@ Per call of ``update(grads, state, params, **extras)``:
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -22,6 +21,7 @@ import optax
 from flax import struct
 
 from jaxprune import criteria, schedules, structures
+from jaxprune._checks import check_overrides, check_sparsity
 from jaxprune.errors import MaskMismatchError
 from jaxprune.masks import pack, unpack
 from jaxprune.selection import Plan
@@ -67,54 +67,6 @@ class MaskedState(NamedTuple):
   masks: PyTree
   key: jax.Array
   inner_state: optax.OptState
-
-
-def _check_sparsity(sparsity: Any) -> None:
-  if sparsity is None:
-    return
-  if isinstance(sparsity, numbers.Number) and not isinstance(sparsity, bool):
-    if not 0.0 <= float(sparsity) < 1.0:
-      raise ValueError(
-        f"sparsity must be a fraction in [0, 1) (the share of weights removed); got "
-        f"{sparsity!r}. For 90% sparsity: jaxprune.masked(optax.adam(1e-3), sparsity=0.9)."
-      )
-  elif not hasattr(sparsity, "dtype"):
-    raise TypeError(
-      f"sparsity must be a number in [0, 1); got {type(sparsity).__name__}: {sparsity!r}. "
-      "Example: jaxprune.masked(optax.adam(1e-3), sparsity=0.9)."
-    )
-
-
-def _concrete(x: Any) -> float | None:
-  """``x`` as a Python float when it is known outside tracing, else None."""
-  if isinstance(x, jax.core.Tracer):
-    return None
-  try:
-    return float(x)
-  except (TypeError, ValueError):
-    return None
-
-
-def _check_overrides(sparsity: Any, crit: criteria.Criterion, structure: Any) -> None:
-  """Rejects a sparsity that the criterion or the structure would override."""
-  value = _concrete(sparsity)
-  if crit.threshold is not None and sparsity is not None:
-    raise ValueError(
-      f"Criterion {crit.name!r} keeps the weights whose score clears a fixed threshold (the "
-      f"sparsity is learned, not chosen), so sparsity={sparsity!r} would be ignored. Pass "
-      f"sparsity=None: jaxprune.masked(inner, None, criterion={crit.name!r}, schedule=...)."
-    )
-  fixed = getattr(structure, "sparsity", None)
-  if (
-    isinstance(fixed, float)
-    and sparsity is not None
-    and (value is None or abs(value - fixed) > 1e-6)
-  ):
-    raise ValueError(
-      f"structure={structure!r} fixes the sparsity at {fixed:g}; got sparsity="
-      f"{sparsity!r}, which it would override. Pass sparsity=None (or {fixed:g}): "
-      f"jaxprune.masked(inner, None, structure={structure!r}, schedule=...)."
-    )
 
 
 def masked(
@@ -189,7 +141,7 @@ def masked(
     >>> params["w"][1].tolist()  # the kept half took the sgd step
     [5.900000095367432, 6.900000095367432, 7.900000095367432, 8.899999618530273, 9.899999618530273]
   """
-  _check_sparsity(sparsity)
+  check_sparsity(sparsity, "jaxprune.masked(optax.adam(1e-3), sparsity=0.9)")
   crit = criteria.get(criterion)
   fixed = initial_masks is not None and schedule is None  # static sparse training
   sched = schedules.get(schedule)
@@ -201,7 +153,7 @@ def masked(
     )
   struct = structures.get(structure)
   if not fixed:
-    _check_overrides(sparsity, crit, struct)
+    check_overrides(sparsity, crit, struct, "jaxprune.masked(inner, None, ...)")
   if sparsity is None:
     sparsity = getattr(struct, "sparsity", None)
     if sparsity is None and crit.threshold is None and not fixed:

@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxprune import criteria, structures
-from jaxprune.masked import _check_overrides, _check_sparsity
+from jaxprune._checks import check_overrides, check_sparsity
+from jaxprune._tree import leaves_with_paths, unwrap_variables
 from jaxprune.selection import Plan
 
 PyTree = Any
@@ -49,10 +50,10 @@ def prune(
     >>> int(masks["w"].sum()), pruned["w"][0].tolist()
     (6, [0.0, 0.0, 2.0, 3.0])
   """
-  _check_sparsity(sparsity)
+  check_sparsity(sparsity, "jaxprune.prune(params, 0.9)")
   crit = criteria.get(criterion)
   structure = structures.get(structure)
-  _check_overrides(sparsity, crit, structure)
+  check_overrides(sparsity, crit, structure, "jaxprune.prune(params, None, ...)")
   if sparsity is None:
     sparsity = getattr(structure, "sparsity", None)
     if sparsity is None and crit.threshold is None:
@@ -83,22 +84,45 @@ def prune(
 def apply_masks(params: PyTree, masks: PyTree) -> PyTree:
   """Zeros the entries of ``params`` where ``masks`` is False (same structure required).
 
+  NNX: ``params`` may be ``nnx.state(model, nnx.Param)`` and ``masks`` may hold
+  `flax.nnx.Variable` leaves, as the masks in an `nnx.Optimizer`'s state do; the result has
+  the structure of ``params``.
+
   Example:
     >>> import jax.numpy as jnp, jaxprune
     >>> jaxprune.apply_masks({"w": jnp.ones(2)}, {"w": jnp.array([True, False])})["w"]
     Array([1., 0.], dtype=float32)
   """
   check_mask_tree(params, masks, "apply_masks")
-  return jax.tree.map(lambda p, m: jnp.where(m, p, jnp.zeros_like(p)), params, masks)
+  treedef = jax.tree.structure(params)
+  m_leaves = jax.tree.leaves(unwrap_variables(masks))
+  out = [
+    jnp.where(m, p, jnp.zeros_like(p))
+    for p, m in zip(jax.tree.leaves(params), m_leaves, strict=True)
+  ]
+  return jax.tree.unflatten(treedef, out)
 
 
 def check_mask_tree(params: PyTree, masks: PyTree, caller: str) -> None:
-  """Raises `MaskMismatchError` unless ``masks`` has the tree structure of ``params``."""
+  """Raises `MaskMismatchError` unless ``masks`` has the structure and shapes of ``params``.
+
+  NNX ``Variable`` nodes (``Param`` in params, ``OptVariable`` in an `nnx.Optimizer`'s
+  state) are compared by their values, so masks from either fit either.
+  """
   from jaxprune.errors import MaskMismatchError
 
-  if jax.tree.structure(params) != jax.tree.structure(masks):
+  p_tree, m_tree = unwrap_variables(params), unwrap_variables(masks)
+  if jax.tree.structure(p_tree) != jax.tree.structure(m_tree):
     raise MaskMismatchError(
       f"{caller}: the mask tree does not match the params tree.\n"
-      f"  params: {jax.tree.structure(params)}\n  masks:  {jax.tree.structure(masks)}\n"
-      "Use masks from jaxprune.masks_of(opt_state) or jaxprune.prune(params, ...)."
+      f"  params: {jax.tree.structure(p_tree)}\n  masks:  {jax.tree.structure(m_tree)}\n"
+      "Pass the masks made for these params: jaxprune.masks_of(opt_state) for the state "
+      "of the optimizer that trains them, or the masks of jaxprune.prune(params, ...)."
     )
+  for (path, p), m in zip(leaves_with_paths(p_tree), jax.tree.leaves(m_tree), strict=True):
+    if jnp.shape(p) != jnp.shape(m):
+      raise MaskMismatchError(
+        f"{caller}: the mask of {path!r} has shape {jnp.shape(m)}, but the leaf has shape "
+        f"{jnp.shape(p)}; a mask must have its leaf's shape (no broadcasting). Pass the "
+        "masks made for these params, e.g. jaxprune.masks_of(opt_state)."
+      )

@@ -44,6 +44,8 @@ class Plan:
     if isinstance(dist, distributions.ByPath):
       dist.check(list(paths))
     prunable = tuple(dist.prunable(paths, leaves))
+    if hasattr(struct, "restrict"):  # e.g. channels() keeps the output layer dense
+      prunable = tuple(struct.restrict(paths, leaves, prunable))
     if isinstance(dist, distributions.Global) and not isinstance(struct, structures.Unstructured):
       raise ValueError(
         f"distribution='global' ranks single weights across leaves, so it needs unstructured "

@@ -7,7 +7,8 @@ A structure turns one leaf's scores and a sparsity into a bool mask with an exac
 * `n_of_m(n, m)`: keep ``n`` of every ``m`` consecutive weights along the reduction axis
   (the pattern sparse tensor cores accelerate).
 * `block(shape)`: whole tiles of ``shape`` are kept or removed, scored by their mean.
-* `channels()`: whole output neurons / conv filters (last kernel axis), scored by mean.
+* `channels()`: whole output neurons / conv filters (last kernel axis), scored by mean; the
+  model's output layer stays dense unless ``prune_outputs=True``.
 
 Flax kernels are ``(in, out)`` for Dense and ``(h, w, in, out)`` for Conv, so the reduction
 (input) axis is ``-2`` and the output axis is ``-1``.
@@ -17,11 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+from jaxprune.distributions import default_prunable
 from jaxprune.masks import num_to_keep, sortable_keys, topk_mask
 
 
@@ -136,14 +140,91 @@ class Block:
     return keep
 
 
+HEAD_NAMES = ("head", "lm_head", "classifier", "logits", "output", "out")
+
+
+def _natural_key(path: str) -> list[Any]:
+  """Sort key comparing digit runs as numbers ("Dense_2" before "Dense_10")."""
+  return [(0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", path)]
+
+
+def _layer_of(path: str) -> str:
+  """A leaf's layer path: ``"Dense_2/kernel"`` -> ``"Dense_2"`` (a trailing NNX ``value`` too)."""
+  parts = path.split("/")
+  if len(parts) > 1 and parts[-1] == "value":
+    parts = parts[:-1]
+  return "/".join(parts[:-1])
+
+
+def _top_name(path: str) -> str:
+  parts = path.split("/")
+  return parts[1] if parts[0] == "params" and len(parts) > 1 else parts[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class Channels:
-  """Whole output channels (neurons or conv filters) along ``axis``, kept by mean score."""
+  """Whole output channels (neurons or conv filters) along ``axis``, kept by mean score.
+
+  The model's output layer stays dense unless ``prune_outputs`` is set (see `channels`).
+  """
 
   axis: int = -1
+  output: str | None = None
+  prune_outputs: bool = False
 
   def validate(self, shape: tuple[int, ...], path: str = "") -> None:
     _check_ndim(shape, 2, "channels()", path)
+
+  def output_paths(self, paths: Sequence[str], leaves: Sequence[Any]) -> list[str]:
+    """The paths of the output layer's kernels (the leaves `restrict` keeps dense)."""
+    kernels = [p for p, x in zip(paths, leaves, strict=True) if default_prunable(p, x)]
+    shown = ", ".join(kernels[:12]) + (", ..." if len(kernels) > 12 else "")
+    if self.output is not None:
+      found = [
+        p
+        for p in kernels
+        if re.fullmatch(self.output, p) or re.fullmatch(self.output, _layer_of(p))
+      ]
+      if not found:
+        raise ValueError(
+          f"channels(output={self.output!r}) matches no kernel. It is a full regex match over "
+          f"a kernel's '/'-joined path or its layer's path; the kernels are: {shown}. "
+          "Example: channels(output='head') or channels(output='Dense_2/kernel')."
+        )
+      return found
+    heads = sorted({_layer_of(p) for p in kernels if _top_name(p).lower() in HEAD_NAMES})
+    if len(heads) > 1:
+      raise ValueError(
+        f"channels() cannot tell the output layer apart: several top-level layers have an "
+        f"output-layer name ({', '.join(heads)}). Name it, e.g. "
+        f"channels(output={heads[0]!r}), or prune its units too with "
+        "channels(prune_outputs=True)."
+      )
+    if heads:
+      layer = heads[0]
+    elif kernels:
+      layer = _layer_of(max(kernels, key=_natural_key))
+    else:
+      return []
+    return [p for p in kernels if _layer_of(p) == layer]
+
+  def restrict(
+    self, paths: Sequence[str], leaves: Sequence[Any], prunable: Sequence[bool]
+  ) -> list[bool]:
+    """``prunable`` with the output layer's leaves turned off (unless ``prune_outputs``)."""
+    if self.prune_outputs:
+      return list(prunable)
+    outputs = set(self.output_paths(paths, leaves))
+    kept = [on and p not in outputs for p, on in zip(paths, prunable, strict=True)]
+    if any(prunable) and not any(kept):
+      raise ValueError(
+        f"channels() keeps the model's output layer dense ({', '.join(sorted(outputs))}): "
+        "removing its units would remove model outputs (e.g. classes). No other leaf is "
+        "pruned, so nothing would be. To prune output units too, pass "
+        "structure=jaxprune.structures.channels(prune_outputs=True); if another layer is "
+        "the output, name it: channels(output='head')."
+      )
+    return kept
 
   def make(self, scores: jax.Array, sparsity: jax.Array | float) -> jax.Array:
     axis = self.axis % scores.ndim
@@ -191,16 +272,43 @@ def block(shape: tuple[int, ...] | int) -> Block:
   return Block((shape,) if isinstance(shape, int) else tuple(shape))
 
 
-def channels(axis: int = -1) -> Channels:
+def channels(axis: int = -1, *, output: str | None = None, prune_outputs: bool = False) -> Channels:
   """Remove whole output channels (Dense neurons, Conv filters: the last kernel axis).
+
+  The model's output layer is never pruned by default: removing its units would remove
+  outputs (classes, logits). Without tracing the model, the output layer is decided from
+  the floating leaves with ndim > 1 ("kernels") and their "/"-joined paths, in this order:
+
+  1. ``output``: a regex fully matching the kernel's path or its layer's path
+     (``"head"``, ``"Dense_2/kernel"``); an error if it matches no kernel.
+  2. the one top-level layer named ``head``, ``lm_head``, ``classifier``, ``logits``,
+     ``output`` or ``out`` (a leading ``params`` entry is skipped); an error if there are
+     several.
+  3. else the layer of the last kernel in natural path order (digit runs compare as
+     numbers: ``Dense_10`` after ``Dense_2``, ``layers/10`` after ``layers/2``).
+
+  All kernels of that layer stay dense. If that leaves no leaf to prune, it is an error
+  (e.g. a lone matrix: pass ``prune_outputs=True``). `Channels.output_paths` shows the
+  choice for a params tree.
+
+  Args:
+    axis: the channel axis (default ``-1``, Flax's output axis).
+    output: regex naming the output layer (see above).
+    prune_outputs: also prune the output layer's units.
+
+  Returns:
+    A `Channels` structure.
 
   Example:
     >>> import jax.numpy as jnp, jaxprune
     >>> m = jaxprune.structures.channels().make(jnp.arange(6.0).reshape(2, 3), 1 / 3)
     >>> m[0].tolist()
     [False, True, True]
+    >>> paths = ["Dense_0/kernel", "Dense_10/kernel", "Dense_2/kernel"]
+    >>> jaxprune.structures.channels().output_paths(paths, [jnp.ones((4, 4))] * 3)
+    ['Dense_10/kernel']
   """
-  return Channels(axis)
+  return Channels(axis, output, bool(prune_outputs))
 
 
 _NAMES = {"unstructured": unstructured, "channels": channels}

@@ -1,13 +1,14 @@
-"""Sparsity summaries: per-leaf and total counts of zeros, printable as a table."""
+"""Sparsity summaries: per-leaf and total counts of zeros (or of masked-out entries), as a table."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+import jax
 import numpy as np
 
-from jaxprune._tree import is_float_array, leaves_with_paths
+from jaxprune._tree import is_float_array, leaves_with_paths, unwrap_variables
 
 PyTree = Any
 
@@ -33,7 +34,7 @@ class SparsitySummary:
   Attributes:
     leaves: one `LeafSparsity` per array leaf (integer leaves included, never pruned).
     size: total entries.
-    nonzero: total nonzero (kept) entries.
+    nonzero: total kept entries (nonzero values, or True mask entries when masks are given).
   """
 
   leaves: tuple[LeafSparsity, ...]
@@ -89,26 +90,51 @@ class SparsitySummary:
     return "\n".join(lines)
 
 
-def sparsity_summary(tree: PyTree) -> SparsitySummary:
-  """Counts zeros per leaf of params (or False entries of a bool mask tree).
+def sparsity_summary(tree: PyTree, masks: PyTree | None = None) -> SparsitySummary:
+  """Counts kept entries per leaf: nonzeros of params, or True entries of the masks.
+
+  Without ``masks``, every zero counts as pruned, including weights that are zero for
+  another reason (a bias initialised to 0 and not yet trained, a dead unit). With
+  ``masks``, the count is the masks': an entry is pruned exactly where its mask is False,
+  and a leaf with an all-True mask (every leaf that stays dense) counts as dense whatever
+  its values. NNX states are accepted as they are (``Param`` and ``OptVariable`` leaves);
+  paths are shown without NNX's trailing ``/value``.
 
   Args:
-    tree: params, or masks from `jaxprune.masks_of` / `jaxprune.prune`.
+    tree: params (or a bool mask tree, counting its False entries).
+    masks: optional bool masks for ``tree``, e.g. ``jaxprune.masks_of(opt_state)`` or the
+      masks of `jaxprune.prune`.
 
   Returns:
     A `SparsitySummary`; ``print(summary)`` shows a table.
 
   Example:
     >>> import jax.numpy as jnp, jaxprune
-    >>> s = jaxprune.sparsity_summary({"w": jnp.array([[0.0, 1.0], [0.0, 2.0]])})
-    >>> s.sparsity, s.nonzero
-    (0.5, 2)
+    >>> params = {"w": jnp.array([[0.0, 1.0], [0.0, 2.0]]), "b": jnp.zeros(2)}
+    >>> s = jaxprune.sparsity_summary(params)
+    >>> s.sparsity, s.nonzero  # the zero bias counts as pruned
+    (0.6666666666666667, 2)
+    >>> masks = {"w": jnp.array([[False, True], [True, True]]), "b": jnp.ones(2, bool)}
+    >>> s = jaxprune.sparsity_summary(params, masks)
+    >>> s.nonzero, s.leaves[0].path, s.leaves[0].sparsity  # only the one masked-out entry
+    (5, 'b', 0.0)
   """
+  tree = unwrap_variables(tree)
+  if masks is not None:
+    from jaxprune.prune import check_mask_tree
+
+    check_mask_tree(tree, masks, "sparsity_summary")
+    mask_leaves = [np.asarray(m, bool) for m in jax.tree.leaves(unwrap_variables(masks))]
   rows = []
-  for path, x in leaves_with_paths(tree):
+  for i, (path, x) in enumerate(leaves_with_paths(tree)):
     if not hasattr(x, "shape"):
       continue
     a = np.asarray(x)
-    nonzero = int(np.count_nonzero(a)) if (is_float_array(x) or a.dtype == bool) else a.size
+    if masks is not None:
+      nonzero = int(np.count_nonzero(mask_leaves[i]))
+    elif is_float_array(x) or a.dtype == bool:
+      nonzero = int(np.count_nonzero(a))
+    else:
+      nonzero = a.size
     rows.append(LeafSparsity(path, tuple(a.shape), int(a.size), nonzero))
   return SparsitySummary(tuple(rows))

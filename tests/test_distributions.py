@@ -56,7 +56,12 @@ def test_global_one_threshold_exact_total():
   assert int(masks["a"].sum() + masks["b"].sum()) == 150 - 90
   assert int(masks["a"].sum()) == 10 and masks["b"].all()  # one threshold: "a" is emptied first
   _, norm = jaxprune.prune(params, 0.6, distribution="global_normalized")
-  assert int(norm["a"].sum()) > 10  # normalising per leaf protects the small-valued leaf
+  # Normalised scores: a / mean(a) = i / 50.5 and b / mean(b) = (1000 + j) / 1024.5; the 60
+  # largest of these 150 are the 49 entries of "a" with i >= 52 (> 1.0297) and the 11 largest of
+  # "b" (1039..1049, >= 1.0142, which beat i = 51: 1.0099).
+  assert int(norm["a"].sum()) == 49 and int(norm["b"].sum()) == 11
+  assert bool(norm["a"].reshape(-1)[51:].all()) and not bool(norm["a"].reshape(-1)[:51].any())
+  assert bool(norm["b"].reshape(-1)[39:].all()) and not bool(norm["b"].reshape(-1)[:39].any())
 
 
 def test_global_rejects_structures():
@@ -93,3 +98,21 @@ def test_unknown_distribution_and_type():
     distributions.get("gaussian")
   with pytest.raises(TypeError, match="mapping"):
     distributions.get(3)
+
+
+def _with_counter():
+  return {**_params(), "step": jnp.zeros((2, 2), jnp.int32)}
+
+
+def test_mapping_naming_an_integer_leaf_is_an_error():
+  with pytest.raises(
+    ValueError, match=r"'step' \(dtype int32\).*0\.5.*\{'step': None\} before '\.\*'"
+  ):
+    jaxprune.prune(_with_counter(), 0.5, distribution={".*": 0.5})
+  _, masks = jaxprune.prune(_with_counter(), 0.5, distribution={"step": None, ".*kernel": 0.5})
+  assert int(masks["a"]["kernel"].sum()) == 5000 and bool(masks["step"].all())
+
+
+def test_callable_naming_an_integer_leaf_is_an_error():
+  with pytest.raises(ValueError, match=r"'step' \(dtype int32\).*Return None for it"):
+    jaxprune.prune(_with_counter(), 0.5, distribution=lambda path, leaf: 0.5)

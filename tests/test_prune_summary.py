@@ -45,3 +45,32 @@ def test_summary_table_and_counts():
 def test_summary_of_masks():
   _, masks = jaxprune.prune({"w": jnp.ones((10, 10))}, 0.9)
   assert jaxprune.sparsity_summary(masks).nonzero == 10
+
+
+def test_prune_sparsity_errors_show_the_prune_call():
+  with pytest.raises(
+    ValueError, match=r"got 90\. For 90% sparsity: jaxprune\.prune\(params, 0\.9\)"
+  ):
+    jaxprune.prune({"w": jnp.ones((4, 4))}, 90)
+  with pytest.raises(TypeError, match=r"got str.*Example: jaxprune\.prune\(params, 0\.9\)\.$"):
+    jaxprune.prune({"w": jnp.ones((4, 4))}, "0.9")
+
+
+def test_apply_masks_rejects_a_mask_that_would_broadcast():
+  params = {"w": jnp.ones((3, 4))}
+  with pytest.raises(jaxprune.MaskMismatchError, match=r"'w' has shape \(1, 4\).*\(3, 4\)"):
+    jaxprune.apply_masks(params, {"w": jnp.array([[True, False, True, True]])})
+
+
+def test_summary_with_masks_counts_masked_entries_not_zeros():
+  params = {"w": jnp.arange(12.0).reshape(3, 4), "b": jnp.zeros(4)}
+  smallest = lambda p, **extras: jax.tree.map(lambda x: -jnp.abs(x), p)
+  pruned, masks = jaxprune.prune(params, 0.5, criterion=smallest)  # keeps 0.0 .. 5.0
+  plain = {r.path: r.nonzero for r in jaxprune.sparsity_summary(pruned).leaves}
+  assert plain == {"b": 0, "w": 5}  # zeros alone: the kept 0.0 and the bias look pruned
+  s = jaxprune.sparsity_summary(pruned, masks=masks)
+  assert (s.nonzero, s.size) == (10, 16)
+  rows = {r.path: r.sparsity for r in s.leaves}
+  assert rows == {"b": 0.0, "w": 0.5}
+  with pytest.raises(jaxprune.MaskMismatchError, match="sparsity_summary"):
+    jaxprune.sparsity_summary(pruned, masks={"w": masks["w"]})

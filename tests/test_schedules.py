@@ -1,6 +1,7 @@
 """Schedule values and update steps at the boundaries."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -47,6 +48,15 @@ def test_polynomial_is_monotone_and_jittable():
 def test_cosine_fraction():
   f = schedules.cosine_fraction(0.3, end=100)
   assert float(f(0)) == pytest.approx(0.3) and float(f(100)) == pytest.approx(0.0, abs=1e-7)
+  # f(t) = 0.3 / 2 * (1 + cos(pi t / 100)); cos(pi/4) = 0.70711 = -cos(3 pi/4), cos(pi/2) = 0
+  assert float(f(25)) == pytest.approx(0.15 * 1.7071068, rel=1e-6)
+  assert float(f(50)) == pytest.approx(0.15, rel=1e-6)
+  assert float(f(75)) == pytest.approx(0.15 * 0.2928932, rel=1e-5)
+  steps = jnp.arange(0, 151, 5)
+  got = np.asarray(jax.jit(jax.vmap(f))(steps))
+  t = np.minimum(np.arange(0, 151, 5), 100) / 100
+  np.testing.assert_allclose(got, 0.15 * (1 + np.cos(np.pi * t)), rtol=1e-5, atol=1e-7)
+  assert (np.diff(got[:21]) < 0).all() and (got[20:] == got[20]).all()  # flat after `end`
 
 
 @pytest.mark.parametrize(

@@ -65,12 +65,15 @@ class Criterion:
     missing = [n for n in self.needs if extras.get(n) is None]
     if not missing:
       return
-    how = "\n".join(f"  {n}: {_HOW_TO_SUPPLY.get(n, f'{n}=...')}" for n in missing)
+    shown = list(missing)
+    if "loss_fn" in shown and extras.get("batch") is None and extras.get("batches") is None:
+      shown.append("batch")  # loss_fn is called on data: the corrected call passes both
+    how = "\n".join(f"  {n}: {_HOW_TO_SUPPLY.get(n, f'{n}=...')}" for n in shown)
     if where == "tx.update":
-      kw = ", ".join(f"{n}={n}" for n in missing if n != "grads")
+      kw = ", ".join(f"{n}={n}" for n in shown if n != "grads")
       call = f"updates, state = tx.update(grads, state, params{', ' + kw if kw else ''})"
     else:
-      kw = ", ".join(f"{n}={n}" for n in missing)
+      kw = ", ".join(f"{n}={n}" for n in shown)
       call = f"jaxprune.prune(params, sparsity, criterion={self.name!r}, {kw})"
     raise MissingExtraError(
       f"Criterion {self.name!r} needs {', '.join(map(repr, missing))}, which "

@@ -91,6 +91,9 @@ class _Stochastic(nnx.Module):
 
 def test_training_with_nnx_optimizer_and_masked():
   model = _Stochastic(nnx.Rngs(params=0, dropout=1))
+  model.vd.log_sigma2[...] = jax.random.uniform(jax.random.key(3), (6, 8), minval=-12.0, maxval=4)
+  keep = bayes.keep_mask(model.vd.kernel[...], model.vd.log_sigma2[...])  # masks of step 0
+  assert 0 < int(keep.sum()) < keep.size
   opt = nnx.Optimizer(
     model, jaxprune.masked(optax.adam(1e-2), None, criterion="log_alpha"), wrt=nnx.Param
   )
@@ -108,3 +111,13 @@ def test_training_with_nnx_optimizer_and_masked():
 
   losses = [float(step(model, opt)) for _ in range(5)]
   assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+  masks = jaxprune.masks_of(opt.opt_state)  # nnx OptVariable leaves
+  np.testing.assert_array_equal(masks["vd"]["kernel"][...], keep)
+  k = np.asarray(model.vd.kernel[...])
+  assert (k[~np.asarray(keep)] == 0.0).all() and (k[np.asarray(keep)] != 0.0).all()
+  assert bool(masks["out"]["kernel"][...].all())  # no log_sigma2: the L0 layer stays dense
+  assert int(jnp.count_nonzero(model.out.kernel[...])) == model.out.kernel.size
+  params = nnx.state(model, nnx.Param)
+  jax.tree.map(np.testing.assert_array_equal, jaxprune.apply_masks(params, masks), params)
+  s = {r.path: r for r in jaxprune.sparsity_summary(params, masks=masks).leaves}
+  assert s["vd/kernel"].nonzero == int(keep.sum()) and s["vd/bias"].sparsity == 0.0

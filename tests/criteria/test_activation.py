@@ -121,7 +121,10 @@ def test_wanda_activation_errors():
     criteria.wanda(params, activations={"c/kernel": jnp.ones((5, 4))})
   with pytest.raises(ValueError, match=r"has shape \(5, 3\)"):
     criteria.wanda(params, activations={"a/kernel": jnp.ones((5, 3)), "b": None})
-  s = criteria.wanda(params, activations={"a": jnp.ones((5, 4)), "b": None})
-  assert s["b"]["kernel"] is None and s["a"]["kernel"].shape == (4, 3)
+  x = jnp.ones((5, 4)) * jnp.array([1.0, 2.0, 0.0, 3.0])  # input norms sqrt(5) * (1, 2, 0, 3)
+  s = criteria.wanda(params, activations={"a": x, "b": None})
+  assert s["b"]["kernel"] is None  # no activations: the leaf stays dense
+  want = np.sqrt(5.0) * np.array([1.0, 2.0, 0.0, 3.0])[:, None] * np.ones((4, 3))  # |W| = 1
+  np.testing.assert_allclose(s["a"]["kernel"], want, rtol=1e-6)
   with pytest.raises(jaxprune.MissingExtraError, match="activations"):
     jaxprune.prune(params, 0.5, criterion="wanda")

@@ -116,3 +116,20 @@ def test_grasp_needs_loss_in_masked():
     tx.update(grads, state, params, batch=batch)
   with pytest.raises(jaxprune.MissingExtraError, match="pass 'batch'"):
     tx.update(grads, state, params, loss_fn=loss_fn)
+
+
+@pytest.mark.parametrize("name", ["grasp", "obd", "fisher"])
+def test_missing_loss_fn_corrected_call_passes_the_batch_too(name):
+  params, batch, loss_fn = setup()
+  tx = jaxprune.masked(optax.adam(1e-3), 0.9, criterion=name)
+  state = tx.init(params)
+  with pytest.raises(
+    jaxprune.MissingExtraError,
+    match=r"(?s)batch: batch=batch.*params, "
+    r"loss_fn=loss_fn, batch=batch\)",
+  ):
+    tx.update(params, state, params)
+  with pytest.raises(
+    jaxprune.MissingExtraError, match=rf"criterion='{name}', loss_fn=loss_fn, batch=batch\)"
+  ):
+    jaxprune.prune(params, 0.5, criterion=name)

@@ -1,0 +1,79 @@
+"""Argument checks shared by the public entry points, each naming its own corrected call."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+
+
+def check_sparsity(sparsity: Any, example: str) -> None:
+  """Raises unless ``sparsity`` is None, a number in [0, 1) or an array (maybe traced).
+
+  Args:
+    sparsity: the value received.
+    example: the caller's corrected call at 90% sparsity, shown in the message, e.g.
+      ``"jaxprune.prune(params, 0.9)"``.
+
+  Example:
+    >>> check_sparsity(0.9, "jaxprune.prune(params, 0.9)")
+    >>> check_sparsity(90, "jaxprune.prune(params, 0.9)")
+    Traceback (most recent call last):
+    ...
+    ValueError: sparsity must be a fraction in [0, 1) ... jaxprune.prune(params, 0.9).
+  """
+  if sparsity is None:
+    return
+  if isinstance(sparsity, numbers.Number) and not isinstance(sparsity, bool):
+    if not 0.0 <= float(sparsity) < 1.0:
+      raise ValueError(
+        f"sparsity must be a fraction in [0, 1) (the share of weights removed); got "
+        f"{sparsity!r}. For 90% sparsity: {example}."
+      )
+  elif not hasattr(sparsity, "dtype"):
+    raise TypeError(
+      f"sparsity must be a number in [0, 1); got {type(sparsity).__name__}: {sparsity!r}. "
+      f"Example: {example}."
+    )
+
+
+def _concrete(x: Any) -> float | None:
+  """``x`` as a Python float when it is known outside tracing, else None."""
+  if isinstance(x, jax.core.Tracer):
+    return None
+  try:
+    return float(x)
+  except (TypeError, ValueError):
+    return None
+
+
+def check_overrides(sparsity: Any, crit: Any, structure: Any, example: str) -> None:
+  """Rejects a sparsity that the criterion or the structure would override.
+
+  A threshold criterion learns the sparsity, so it takes ``None``; a structure with a fixed
+  ratio (``n_of_m``) takes ``None`` or that ratio. A traced value cannot be compared and is
+  rejected where the ratio is fixed.
+
+  Args:
+    sparsity: the value received (``None`` = decided elsewhere).
+    crit: the resolved `jaxprune.criteria.Criterion`.
+    structure: the resolved structure.
+    example: the caller's corrected call with ``None``, shown in the message.
+  """
+  if crit.threshold is not None and sparsity is not None:
+    raise ValueError(
+      f"Criterion {crit.name!r} keeps the weights whose score clears a fixed threshold (the "
+      f"sparsity is learned, not chosen), so sparsity={sparsity!r} would be ignored. Pass "
+      f"sparsity=None: {example.replace('...', f'criterion={crit.name!r}, ...')}."
+    )
+  fixed = getattr(structure, "sparsity", None)
+  if not isinstance(fixed, float) or sparsity is None:
+    return
+  value = _concrete(sparsity)
+  if value is None or abs(value - fixed) > 1e-6:
+    raise ValueError(
+      f"structure={structure!r} fixes the sparsity at {fixed:g}; got sparsity="
+      f"{sparsity!r}, which it would override. Pass sparsity=None (or {fixed:g}): "
+      f"{example.replace('...', f'structure={structure!r}, ...')}."
+    )
