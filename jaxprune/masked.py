@@ -22,6 +22,7 @@ from flax import struct
 
 from jaxprune import criteria, schedules, structures
 from jaxprune._checks import check_overrides, check_sparsity
+from jaxprune._tree import unwrap_variables
 from jaxprune.errors import MaskMismatchError
 from jaxprune.masks import pack, unpack
 from jaxprune.selection import Plan
@@ -397,4 +398,5 @@ def masks_of(opt_state: Any) -> PyTree:
       return m.unpack()
     return m
 
-  return jax.tree.map(expand, found[0].masks, is_leaf=_is_mask_node)
+  masks = unwrap_variables(found[0].masks)  # an nnx.Optimizer wraps its state's arrays
+  return jax.tree.map(expand, masks, is_leaf=_is_mask_node)

@@ -109,3 +109,13 @@ def test_nnx_loss_fn_with_params_of_another_filter_says_which():
   loss_fn = jaxprune.nnx_loss_fn(model, _loss)
   with pytest.raises(ValueError, match="(?s)do not match nnx.state\\(model, wrt\\).*wrt=nnx.Param"):
     loss_fn(nnx.state(model.l1, nnx.Param), _batch())
+
+
+def test_masks_of_an_nnx_optimizer_are_plain_bool_arrays():
+  model, opt, _, _ = _trained_with_snip()
+  masks = jaxprune.masks_of(opt.opt_state)
+  leaves = jax.tree.leaves(masks)
+  assert leaves and all(isinstance(m, jax.Array) and m.dtype == jnp.bool_ for m in leaves)
+  assert int(masks["l1"]["kernel"].sum()) == 24
+  pruned = jaxprune.apply_masks(nnx.state(model, nnx.Param), masks)
+  assert float((pruned["l1"]["kernel"][...] != 0).sum()) == 24.0
