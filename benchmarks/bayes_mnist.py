@@ -287,7 +287,7 @@ def main(argv=None):
     schedule = jaxprune.schedules.periodic(every, begin=(total - 1) % every)
   else:
     schedule = jaxprune.schedules.one_shot(total - 1)
-  tx = jaxprune.masked(optax.adam(lr), 0.0, criterion=crit, schedule=schedule)
+  tx = jaxprune.masked(optax.adam(lr), None, criterion=crit, schedule=schedule)
   epoch, steps = make_epoch(model, tx, xtr, ytr, args, penalty_fn)
   opt_state = tx.init(params)
   for e in range(args.epochs):
@@ -355,7 +355,7 @@ def _eval_sparse(params, method):
     crit = bayes.log_alpha_criterion(3.0)
   else:
     crit = bayes.l0_gate_criterion()
-  return jaxprune.prune(params, 0.0, criterion=crit)[0]
+  return jaxprune.prune(params, None, criterion=crit)[0]
 
 
 if __name__ == "__main__":

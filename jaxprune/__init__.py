@@ -18,7 +18,13 @@ from jaxprune import (
   structures,
   surgery,
 )
-from jaxprune.errors import JaxpruneError, MaskMismatchError, MissingExtraError
+from jaxprune.check import check_sparse
+from jaxprune.errors import (
+  JaxpruneError,
+  MaskMismatchError,
+  MissingExtraError,
+  SparsityError,
+)
 from jaxprune.masked import MaskedState, masked, masks_of
 from jaxprune.prune import apply_masks, prune
 from jaxprune.summary import SparsitySummary, sparsity_summary
@@ -30,9 +36,11 @@ __all__ = [
   "MaskMismatchError",
   "MaskedState",
   "MissingExtraError",
+  "SparsityError",
   "SparsitySummary",
   "apply_masks",
   "bayes",
+  "check_sparse",
   "criteria",
   "distributions",
   "dynamic",

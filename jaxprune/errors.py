@@ -18,3 +18,7 @@ class MissingExtraError(JaxpruneError):
 
 class MaskMismatchError(JaxpruneError):
   """A mask tree does not have the structure or shapes of the params it should mask."""
+
+
+class SparsityError(JaxpruneError):
+  """Entries that the masks prune are not exactly zero in the params (see `check_sparse`)."""

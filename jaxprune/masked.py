@@ -13,6 +13,7 @@ Per call of ``update(grads, state, params, **extras)``:
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -20,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxprune import criteria, schedules
+from jaxprune import criteria, schedules, structures
 from jaxprune.errors import MaskMismatchError
 from jaxprune.masks import pack, unpack
 from jaxprune.selection import Plan
@@ -69,6 +70,8 @@ class MaskedState(NamedTuple):
 
 
 def _check_sparsity(sparsity: Any) -> None:
+  if sparsity is None:
+    return
   if isinstance(sparsity, numbers.Number) and not isinstance(sparsity, bool):
     if not 0.0 <= float(sparsity) < 1.0:
       raise ValueError(
@@ -82,9 +85,41 @@ def _check_sparsity(sparsity: Any) -> None:
     )
 
 
+def _concrete(x: Any) -> float | None:
+  """``x`` as a Python float when it is known outside tracing, else None."""
+  if isinstance(x, jax.core.Tracer):
+    return None
+  try:
+    return float(x)
+  except (TypeError, ValueError):
+    return None
+
+
+def _check_overrides(sparsity: Any, crit: criteria.Criterion, structure: Any) -> None:
+  """Rejects a sparsity that the criterion or the structure would override."""
+  value = _concrete(sparsity)
+  if crit.threshold is not None and sparsity is not None:
+    raise ValueError(
+      f"Criterion {crit.name!r} keeps the weights whose score clears a fixed threshold (the "
+      f"sparsity is learned, not chosen), so sparsity={sparsity!r} would be ignored. Pass "
+      f"sparsity=None: jaxprune.masked(inner, None, criterion={crit.name!r}, schedule=...)."
+    )
+  fixed = getattr(structure, "sparsity", None)
+  if (
+    isinstance(fixed, float)
+    and sparsity is not None
+    and (value is None or abs(value - fixed) > 1e-6)
+  ):
+    raise ValueError(
+      f"structure={structure!r} fixes the sparsity at {fixed:g}; got sparsity="
+      f"{sparsity!r}, which it would override. Pass sparsity=None (or {fixed:g}): "
+      f"jaxprune.masked(inner, None, structure={structure!r}, schedule=...)."
+    )
+
+
 def masked(
   inner: optax.GradientTransformation,
-  sparsity: float | jax.Array,
+  sparsity: float | jax.Array | None,
   *,
   criterion: str | Any = "magnitude",
   schedule: schedules.Schedule | None = None,
@@ -92,25 +127,42 @@ def masked(
   structure: Any = None,
   packed: bool = False,
   seed: int = 0,
+  initial_masks: PyTree | Callable[[PyTree], PyTree] | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   """Wraps ``inner`` so params stay exactly sparse, with masks updated on ``schedule``.
 
   Args:
     inner: any optax transformation (adam, chain(...), inject_hyperparams(...), ...).
-    sparsity: target fraction of weights removed, in [0, 1) (may be traced).
+    sparsity: target fraction of weights removed, in [0, 1) (may be traced). ``None`` where
+      something else decides it: a threshold criterion (``"log_alpha"``, ``"l0_gate"``), a
+      structure with a fixed sparsity (``n_of_m(2, 4)`` is 50%), or fixed
+      ``initial_masks``. A sparsity that would be overridden is an error unless it agrees.
+      A traced sparsity cannot be checked when the wrapper is built; it is clamped into
+      [0, 1] (NaN counts as 0): at 1 every prunable weight is removed.
     criterion: registered name (``jaxprune.criteria.names()``) or ``fn(params, **extras)``.
+      Unless it is registered with ``regrow=True``, entries pruned at one mask update rank
+      below every other entry at the next, so under a schedule masks only shrink.
     schedule: ``(step, target) -> (update_now, sparsity)``; default: prune to the target at
-      the first update (`jaxprune.schedules.one_shot(0)`).
+      the first update (`jaxprune.schedules.one_shot(0)`), or never update when
+      ``initial_masks`` is given.
     distribution: ``"uniform"``, ``"erk"``, ``"er"``, ``"global"``, a path mapping or callable.
     structure: a `jaxprune.structures` object (default unstructured).
     packed: store masks as 1 bit per weight instead of 1 byte.
     seed: seeds the PRNG key used by stochastic criteria (e.g. ``"random"``).
+    initial_masks: bool pytree mirroring params (or ``fn(params) -> masks``) to start from,
+      e.g. from `jaxprune.prune`, SNIP at initialisation or a lottery ticket; the first
+      update already zeroes the pruned entries, so no step trains dense. Leaves the
+      distribution keeps dense must be all True.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`; its ``update(grads, state, params,
     **extras)`` forwards extras (``loss_fn=``, ``batch=``, ``key=``...) to the criterion and
-    to ``inner``. Place it last in an `optax.chain`: a transformation after it would
-    rescale the ``-param`` updates that zero pruned weights.
+    to ``inner``; criteria that declare ``"masks"`` or ``"step"`` get the current masks
+    (``None`` for dense leaves) and the update count. Place it last in an `optax.chain`: a
+    transformation after it would rescale the ``-param`` updates that zero pruned weights
+    (`jaxprune.check_sparse` finds that). With `optax.MultiSteps`, ``MultiSteps(masked(...),
+    k)`` counts optimizer steps in the schedule, while ``masked(MultiSteps(...))`` counts
+    micro-batches.
 
     ``update(..., masks_frozen=True)`` (a static Python bool, not forwarded) compiles the
     update without the mask-update branch: the caller promises that the schedule keeps the
@@ -118,6 +170,11 @@ def masked(
     evaluated the schedule on the host. The result is then identical and the step cheaper
     on CPU, where even an untaken `jax.lax.cond` branch costs a few percent of a small step.
     A step where the schedule does update must not pass it: the masks would go stale.
+
+    Criteria registered with ``regrow=True`` (drop-and-grow) may revive entries. At the
+    update that revives them, they stay at exactly 0.0, their gradient is withheld from
+    ``inner``, and every part of ``inner``'s state shaped like their param restarts from
+    ``inner.init``'s value (`jaxprune.dynamic.reset_entries`), for any optax optimizer.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, jaxprune
@@ -129,11 +186,12 @@ def masked(
     >>> params = optax.apply_updates(params, updates)
     >>> params["w"][0].tolist()  # the smaller half is pruned, exactly
     [0.0, 0.0, 0.0, 0.0, 0.0]
-    >>> bool((params["w"][1] != 0).all())
-    True
+    >>> params["w"][1].tolist()  # the kept half took the sgd step
+    [5.900000095367432, 6.900000095367432, 7.900000095367432, 8.899999618530273, 9.899999618530273]
   """
   _check_sparsity(sparsity)
   crit = criteria.get(criterion)
+  fixed = initial_masks is not None and schedule is None  # static sparse training
   sched = schedules.get(schedule)
   if crit.prune_fn is not None:
     raise ValueError(
@@ -141,6 +199,18 @@ def masked(
       f"it cannot run inside an optimizer. Use jaxprune.prune(params, sparsity, "
       f"criterion={crit.name!r}, ...) after training."
     )
+  struct = structures.get(structure)
+  if not fixed:
+    _check_overrides(sparsity, crit, struct)
+  if sparsity is None:
+    sparsity = getattr(struct, "sparsity", None)
+    if sparsity is None and crit.threshold is None and not fixed:
+      raise ValueError(
+        "sparsity=None needs something else to decide it: a threshold criterion, a "
+        "structure with a fixed sparsity (n_of_m) or initial_masks without a schedule. "
+        "Pass a sparsity: jaxprune.masked(optax.adam(1e-3), sparsity=0.9)."
+      )
+    sparsity = 0.0 if sparsity is None else sparsity
   inner = optax.with_extra_args_support(inner)
   plans: dict[Any, Plan] = {}
 
@@ -149,19 +219,20 @@ def masked(
     shapes = tuple(tuple(getattr(x, "shape", ())) for x in jax.tree.leaves(params))
     key = (treedef, shapes)
     if key not in plans:
-      plans[key] = Plan.make(params, distribution, structure)
+      plans[key] = Plan.make(params, distribution, struct)
     return plans[key]
 
   def init_fn(params: PyTree) -> MaskedState:
     plan = plan_for(params)
+    given = _initial(plan, params, initial_masks)
     masks = []
-    for shape, on in zip(plan.shapes, plan.prunable, strict=True):
+    for shape, on, m in zip(plan.shapes, plan.prunable, given, strict=True):
       if not on:
         masks.append(DenseMask(shape))
       elif packed:
-        masks.append(PackedMask(pack(jnp.ones(shape, bool)), shape))
+        masks.append(PackedMask(pack(m), shape))
       else:
-        masks.append(jnp.ones(shape, bool))
+        masks.append(m)
     return MaskedState(
       count=jnp.zeros([], jnp.int32),
       masks=jax.tree.unflatten(plan.treedef, masks),
@@ -184,53 +255,73 @@ def masked(
     plan = plan_for(params)
     p_leaves = plan.check_tree(params, "params")
     g_leaves = plan.check_tree(updates, "gradient")
-    if not masks_frozen:  # the criterion runs only where masks may change
-      crit.check_extras({"grads": updates, "key": True, **extras})
-    if jax.tree.structure(state.masks, is_leaf=_is_mask_node) != plan.treedef:
-      raise MaskMismatchError(
-        "The params passed to tx.update do not match the tree the masks were made for by "
-        f"tx.init.\n  masks:  {jax.tree.structure(state.masks, is_leaf=_is_mask_node)}\n"
-        f"  params: {plan.treedef}\nInitialise with the same params: state = tx.init(params)."
-      )
-    stored = plan.treedef.flatten_up_to(state.masks)
-
-    update_now, current = sched(state.count, sparsity)
+    frozen = masks_frozen or fixed
+    if not frozen:  # the criterion runs only where masks may change
+      crit.check_extras({"grads": updates, "key": True, "masks": True, "step": True, **extras})
+    stored = _stored_masks(plan, state.masks)
+    old = [m.unpack() if isinstance(m, PackedMask) else m for m in stored]
 
     def recompute(stored_masks):
       # The criterion's key: the caller's ``key=`` extra, else derived from the state's base
       # key and the step (so no random numbers are drawn on steps that keep the masks).
       own = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
-      crit_extras = {**extras, "key": extras.get("key", own)}
+      current_masks = [None if isinstance(m, DenseMask) else m for m in old]
+      crit_extras = {
+        **extras,
+        "key": extras.get("key", own),
+        "masks": jax.tree.unflatten(plan.treedef, current_masks),
+        "step": state.count,
+      }
       scores = crit.fn(params, grads=updates, **crit_extras)
-      fresh = plan.select(p_leaves, scores, current, sparsity, crit)
+      if not crit.regrow:
+        scores = _nest(plan, scores, current_masks)
+      fresh = plan.select(p_leaves, scores, current, _clamp(sparsity), crit)
       out = []
-      for old, new in zip(stored_masks, fresh, strict=True):
-        if new is None or isinstance(old, DenseMask):
-          out.append(old)
-        elif isinstance(old, PackedMask):
-          out.append(PackedMask(pack(new), old.shape))
+      for prev, new in zip(stored_masks, fresh, strict=True):
+        if new is None or isinstance(prev, DenseMask):
+          out.append(prev)
+        elif isinstance(prev, PackedMask):
+          out.append(PackedMask(pack(new), prev.shape))
         else:
           out.append(new)
       return out
 
-    if not masks_frozen:
+    if not frozen:
+      update_now, current = sched(state.count, sparsity)
+      current = _clamp(current)
       stored = jax.lax.cond(update_now, recompute, lambda m: list(m), stored)
     bools = [m.unpack() if isinstance(m, PackedMask) else m for m in stored]
+    if crit.regrow and not frozen:
+      # Entries revived at this update stay at 0 for this step, like pruned ones, and their
+      # optimizer state restarts below.
+      grown = [
+        None if isinstance(m, DenseMask) else new & ~prev
+        for m, new, prev in zip(stored, bools, old, strict=True)
+      ]
+      live = [m if g is None else m & ~g for m, g in zip(bools, grown, strict=True)]
+    else:
+      live = bools
 
     masked_grads = [
       g if isinstance(m, DenseMask) else jnp.where(m, g, jnp.zeros_like(g))
-      for g, m in zip(g_leaves, bools, strict=True)
+      for g, m in zip(g_leaves, live, strict=True)
     ]
     inner_updates, inner_state = inner.update(
       jax.tree.unflatten(plan.treedef, masked_grads), state.inner_state, params, **extras
     )
+    if crit.regrow and not frozen:
+      from jaxprune.dynamic.reset import reset_entries  # dynamic builds on this module
+
+      inner_state = reset_entries(
+        inner, inner_state, params, jax.tree.unflatten(plan.treedef, grown)
+      )
     u_leaves = plan.check_tree(inner_updates, "inner update")
     out = [
       u if isinstance(m, DenseMask) else jnp.where(m, u, -p.astype(u.dtype))
-      for u, p, m in zip(u_leaves, p_leaves, bools, strict=True)
+      for u, p, m in zip(u_leaves, p_leaves, live, strict=True)
     ]
     new_state = MaskedState(
-      count=_after(optax.safe_increment(state.count), out),
+      count=optax.safe_increment(state.count),
       masks=jax.tree.unflatten(plan.treedef, stored),
       key=state.key,
       inner_state=inner_state,
@@ -240,19 +331,74 @@ def masked(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _after(count: jax.Array, leaves: list[jax.Array]) -> jax.Array:
-  """``count`` unchanged, but computed from the first update leaf, so it runs after it.
+def _clamp(sparsity: Any) -> jax.Array:
+  """The documented rule for a traced sparsity: clamped into [0, 1], NaN counts as 0."""
+  s = jnp.asarray(sparsity, jnp.float32)
+  return jnp.where(jnp.isnan(s), 0.0, jnp.clip(s, 0.0, 1.0))
 
-  ``max(c, min(c, x)) == c`` for every x, and XLA does not fold it away. On XLA:CPU an
-  independent scalar op is scheduled early and costs ~2% of a small training step
-  (benchmarks/RESULTS.md, Trainer); this dependency moves it to the end.
-  """
-  leaf = next((x for x in leaves if x.size), None)
-  if leaf is None:
-    return count
-  first = jnp.ravel(leaf)[0].astype(jnp.float32)
-  bits = jax.lax.bitcast_convert_type(first, jnp.int32)
-  return jnp.maximum(count, jnp.minimum(count, bits))
+
+def _initial(plan: Plan, params: PyTree, initial_masks: Any) -> list[jax.Array]:
+  """The starting bool mask of every leaf: all True, or the given ``initial_masks``."""
+  ones = [jnp.ones(shape, bool) for shape in plan.shapes]
+  if initial_masks is None:
+    return ones
+  given = initial_masks(params) if callable(initial_masks) else initial_masks
+  leaves = plan.check_tree(given, "initial_masks")
+  out = []
+  for path, on, m, one in zip(plan.paths, plan.prunable, leaves, ones, strict=True):
+    if m is None:
+      out.append(one)
+      continue
+    m = jnp.asarray(m)
+    if m.dtype != jnp.bool_:
+      raise TypeError(
+        f"initial_masks leaf {path!r} has dtype {m.dtype}; masks are bool arrays (True = "
+        "kept). Use the masks of jaxprune.prune(...) or jaxprune.masks_of(opt_state), or "
+        "convert: jax.tree.map(lambda m: m != 0, masks)."
+      )
+    if not on and not isinstance(m, jax.core.Tracer) and not bool(m.all()):
+      raise ValueError(
+        f"initial_masks prunes {int(m.size - m.sum())} entries of {path!r}, a leaf that "
+        f"distribution={plan.distribution!r} keeps dense, so they would be ignored. Make "
+        f"it prunable, e.g. distribution={{'{path}': 0.9, ...}}, or give it an all-True mask."
+      )
+    out.append(m)
+  return out
+
+
+def _stored_masks(plan: Plan, masks: PyTree) -> list[Any]:
+  """The state's mask leaves, checked against the params' structure and shapes."""
+  if jax.tree.structure(masks, is_leaf=_is_mask_node) != plan.treedef:
+    raise MaskMismatchError(
+      "The params passed to tx.update do not match the tree the masks were made for by "
+      f"tx.init.\n  masks:  {jax.tree.structure(masks, is_leaf=_is_mask_node)}\n"
+      f"  params: {plan.treedef}\nInitialise with the same params: state = tx.init(params)."
+    )
+  stored = plan.treedef.flatten_up_to(masks)
+  for path, shape, on, m in zip(plan.paths, plan.shapes, plan.prunable, stored, strict=True):
+    have = tuple(m.shape)
+    if have != shape or isinstance(m, DenseMask) == on:
+      raise MaskMismatchError(
+        f"params leaf {path!r} has shape {shape}, but the mask made for it by tx.init has "
+        f"shape {have}{' (a dense placeholder)' if isinstance(m, DenseMask) else ''}. The "
+        "params changed shape since tx.init; re-initialise: state = tx.init(params)."
+      )
+  return stored
+
+
+def _nest(plan: Plan, scores: PyTree, masks: list[jax.Array | None]) -> PyTree:
+  """Scores with every currently pruned entry ranked below every kept one (NaN; real NaN
+  scores become −inf), so a mask update never revives a pruned entry."""
+  leaves = plan.treedef.flatten_up_to(scores)
+  out = []
+  for s, m in zip(leaves, masks, strict=True):
+    if s is None or m is None:
+      out.append(s)
+      continue
+    s = jnp.asarray(s)
+    s = jnp.where(jnp.isnan(s), -jnp.inf, s)
+    out.append(jnp.where(m.reshape(s.shape), s, jnp.nan))
+  return jax.tree.unflatten(plan.treedef, out)
 
 
 def _find_states(opt_state: Any) -> list[MaskedState]:

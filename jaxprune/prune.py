@@ -7,8 +7,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxprune import criteria
-from jaxprune.masked import _check_sparsity
+from jaxprune import criteria, structures
+from jaxprune.masked import _check_overrides, _check_sparsity
 from jaxprune.selection import Plan
 
 PyTree = Any
@@ -16,7 +16,7 @@ PyTree = Any
 
 def prune(
   params: PyTree,
-  sparsity: float,
+  sparsity: float | None,
   *,
   criterion: Any = "magnitude",
   distribution: Any = "uniform",
@@ -29,7 +29,9 @@ def prune(
 
   Args:
     params: any pytree of arrays (Flax Linen dicts, ``nnx.State``, plain dicts).
-    sparsity: fraction of prunable weights to remove, in [0, 1).
+    sparsity: fraction of prunable weights to remove, in [0, 1); ``None`` where a threshold
+      criterion or a structure with a fixed sparsity (``n_of_m``) decides it. A sparsity
+      that would be overridden is an error unless it agrees.
     criterion: registered name or ``fn(params, **extras) -> scores``.
     distribution: how the sparsity is split over leaves (see `jaxprune.distributions`).
     structure: a `jaxprune.structures` object (default unstructured).
@@ -49,6 +51,16 @@ def prune(
   """
   _check_sparsity(sparsity)
   crit = criteria.get(criterion)
+  structure = structures.get(structure)
+  _check_overrides(sparsity, crit, structure)
+  if sparsity is None:
+    sparsity = getattr(structure, "sparsity", None)
+    if sparsity is None and crit.threshold is None:
+      raise ValueError(
+        "jaxprune.prune needs a sparsity unless a threshold criterion or a structure with a "
+        "fixed sparsity decides it. Example: jaxprune.prune(params, 0.9)."
+      )
+    sparsity = 0.0 if sparsity is None else sparsity
   plan = Plan.make(params, distribution, structure)
   leaves = jax.tree.leaves(params)
   key = jax.random.key(0) if key is None else key

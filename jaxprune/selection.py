@@ -106,8 +106,8 @@ class Plan:
     for s, on in zip(score_leaves, active, strict=True):
       if on:
         s = jnp.asarray(s, jnp.float32).reshape(-1)
-        if self.distribution.normalize:
-          s = s / jnp.maximum(jnp.mean(jnp.abs(s)), 1e-30)
+        if self.distribution.normalize:  # NaN marks entries already pruned: not averaged
+          s = s / jnp.maximum(jnp.nanmean(jnp.abs(s)), 1e-30)
         flat.append(s)
     if not flat:
       return [None] * len(leaves)

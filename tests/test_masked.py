@@ -1,5 +1,6 @@
 """Invariants of `jaxprune.masked`: exact zeros, exact counts, no retrace, composition."""
 
+import dataclasses
 import functools
 
 import chex
@@ -236,7 +237,9 @@ def test_random_criterion_uses_state_key_and_is_reproducible():
 
 def test_random_criterion_draws_a_new_key_per_mask_update_only():
   params = {"w": jnp.ones((8, 8))}
-  tx = jaxprune.masked(optax.sgd(0.0), 0.5, criterion="random", schedule=schedules.periodic(2))
+  # A regrowing copy of "random", so that each update may choose a different mask.
+  redraw = dataclasses.replace(jaxprune.criteria.get("random"), regrow=True)
+  tx = jaxprune.masked(optax.sgd(0.0), 0.5, criterion=redraw, schedule=schedules.periodic(2))
   state = tx.init(params)
   grads = jax.tree.map(jnp.zeros_like, params)
   update = jax.jit(tx.update)
@@ -276,16 +279,6 @@ def test_frozen_steps_need_no_criterion_inputs_but_updating_steps_do():
   tx.update(grads, state, params, masks_frozen=True)  # the criterion does not run
   with pytest.raises(jaxprune.MissingExtraError, match="loss_fn"):
     tx.update(grads, state, params)
-
-
-@pytest.mark.parametrize("first", [np.nan, np.inf, -np.inf, -0.0, 3e38, -3e38, 1e-45, 7.0])
-def test_step_counter_is_exact_whatever_the_first_update_holds(first):
-  from jaxprune.masked import _after
-
-  leaves = [jnp.zeros((0, 3)), jnp.array([first, 1.0], jnp.bfloat16)]
-  for count in (0, 1, 5, 2**31 - 1):
-    assert int(jax.jit(_after)(jnp.int32(count), leaves)) == count
-  assert int(_after(jnp.int32(3), [])) == 3
 
 
 def test_saliency_criterion_uses_this_steps_gradient():
@@ -367,7 +360,9 @@ def test_structure_on_leaf_with_too_few_dims():
 
 def test_n_of_m_indivisible_axis_error():
   with pytest.raises(ValueError, match="not divisible by 3"):
-    jaxprune.masked(optax.sgd(0.1), 0.5, structure=jaxprune.structures.n_of_m(1, 3)).init(_params())
+    jaxprune.masked(optax.sgd(0.1), None, structure=jaxprune.structures.n_of_m(1, 3)).init(
+      _params()
+    )
 
 
 FEATURES = {
@@ -386,8 +381,9 @@ FEATURES = {
 @pytest.mark.parametrize("feature", list(FEATURES))
 def test_packed_matches_unpacked_for_every_feature(feature):
   kw = dict(schedule=SCHEDULE, **FEATURES[feature])
-  a = _run(jaxprune.masked(optax.adam(1e-2), TARGET, **kw), steps=8)
-  b = _run(jaxprune.masked(optax.adam(1e-2), TARGET, packed=True, **kw), steps=8)
+  target = None if feature == "n_of_m" else TARGET  # n_of_m fixes the sparsity
+  a = _run(jaxprune.masked(optax.adam(1e-2), target, **kw), steps=8)
+  b = _run(jaxprune.masked(optax.adam(1e-2), target, packed=True, **kw), steps=8)
   for (pa, ma), (pb, mb) in zip(a, b, strict=True):
     chex.assert_trees_all_equal(ma, mb)
     chex.assert_trees_all_equal(pa, pb)

@@ -67,3 +67,43 @@ def test_eight_devices_match_one():
       np.testing.assert_allclose(one["params"][name], eight["params"][name], rtol=1e-4, atol=1e-5)
       m = np.asarray(eight["masks"][name])
       assert (np.asarray(eight["params"][name])[~m] == 0).all() and (~m).sum() > 0
+
+
+COLLECTIVES_SCRIPT = textwrap.dedent(
+  """
+  import collections, json, re
+  import jax, jax.numpy as jnp, numpy as np, optax, jaxprune
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+  mesh = Mesh(np.array(jax.devices()), ("fsdp",))
+  shard = {"w1": NamedSharding(mesh, P(None, "fsdp")), "w2": NamedSharding(mesh, P("fsdp", None))}
+  params = {"w1": jnp.ones((16, 64)), "w2": jnp.ones((64, 8))}
+  params = jax.device_put(params, shard)
+  batch = {"x": jnp.ones((32, 16)), "y": jnp.ones((32, 8))}
+
+  def loss(params, batch):
+    return jnp.mean((jnp.tanh(batch["x"] @ params["w1"]) @ params["w2"] - batch["y"]) ** 2)
+
+  def collectives(tx, **kw):
+    state = tx.init(params)
+    def step(params, state, batch):
+      updates, state = tx.update(jax.grad(loss)(params, batch), state, params, **kw)
+      return optax.apply_updates(params, updates), state
+    hlo = jax.jit(step).lower(params, state, batch).compile().as_text()
+    ops = re.findall(r"(all-reduce|all-gather|reduce-scatter|collective-permute|all-to-all)", hlo)
+    return dict(collections.Counter(ops))
+
+  plain = collectives(optax.adam(1e-2))
+  frozen = collectives(jaxprune.masked(optax.adam(1e-2), 0.8), masks_frozen=True)
+  print(json.dumps({"plain": plain, "frozen": frozen}))
+  """
+)
+
+
+def test_a_sharded_masked_step_adds_no_collective():
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  out = subprocess.run(
+    [sys.executable, "-c", COLLECTIVES_SCRIPT], env=env, capture_output=True, text=True, check=True
+  )
+  got = json.loads(out.stdout.strip().splitlines()[-1])
+  assert got["frozen"] == got["plain"], got

@@ -16,7 +16,7 @@ Example:
   ...   y = model.apply({"params": p}, x, deterministic=False, rngs={"dropout": key})
   ...   kl = bayes.kl_weight(step, num_examples=8, ramp_steps=100) * bayes.kl_penalty(p)
   ...   return jnp.mean(y**2) + kl
-  >>> tx = jaxprune.masked(optax.adam(1e-3), 0.0, criterion="log_alpha",
+  >>> tx = jaxprune.masked(optax.adam(1e-3), None, criterion="log_alpha",
   ...                      schedule=jaxprune.schedules.periodic(every=50))
   >>> state = tx.init(params)
   >>> grads = jax.grad(loss)(params, jax.random.key(1), 0)

@@ -62,7 +62,7 @@ def log_alpha_criterion(threshold: float = 3.0) -> Criterion:
     >>> import jax.numpy as jnp, jaxprune
     >>> from jaxprune.bayes import log_alpha_criterion
     >>> params = {"kernel": jnp.array([[1.0, 0.1]]), "log_sigma2": jnp.zeros((1, 2))}
-    >>> pruned, masks = jaxprune.prune(params, 0.0, criterion=log_alpha_criterion(3.0))
+    >>> pruned, masks = jaxprune.prune(params, None, criterion=log_alpha_criterion(3.0))
     >>> pruned["kernel"].tolist(), masks["log_sigma2"].tolist()  # log α = 0 and 4.6
     ([[1.0, 0.0]], [[True, True]])
 
@@ -114,7 +114,7 @@ def l0_gate_criterion(gamma: float = l0.GAMMA, zeta: float = l0.ZETA) -> Criteri
     >>> import jax.numpy as jnp, jaxprune
     >>> from jaxprune.bayes import l0_gate_criterion
     >>> params = {"kernel": jnp.ones((2, 2)), "gate_log_alpha": jnp.array([-3.0, 0.0])}
-    >>> pruned, _ = jaxprune.prune(params, 0.0, criterion=l0_gate_criterion())
+    >>> pruned, _ = jaxprune.prune(params, None, criterion=l0_gate_criterion())
     >>> pruned["kernel"].tolist()
     [[0.0, 0.0], [1.0, 1.0]]
 

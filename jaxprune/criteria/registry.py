@@ -30,6 +30,8 @@ _HOW_TO_SUPPLY = {
   "batches": "batches=[batch0, batch1, ...] (several batches to accumulate over)",
   "key": "key=jax.random.key(0)",
   "activations": "activations={'Dense_0/kernel': inputs_to_that_layer, ...}",
+  "masks": "supplied by jaxprune.masked (the current masks); to jaxprune.prune pass masks=...",
+  "step": "supplied by jaxprune.masked (its update count); to jaxprune.prune pass step=...",
 }
 
 
@@ -45,6 +47,9 @@ class Criterion:
     prune_fn: optional one-shot solver ``prune_fn(params, targets, structure, **extras) ->
       (params, masks)`` used by `jaxprune.prune` (for methods that update kept weights).
     doc: one-line description, shown by `describe`.
+    regrow: whether the criterion may revive pruned entries (drop-and-grow methods). When
+      False, `jaxprune.masked` ranks currently pruned entries below every other entry, so
+      under a schedule masks only shrink.
   """
 
   name: str
@@ -53,6 +58,7 @@ class Criterion:
   threshold: float | None = None
   prune_fn: Callable[..., tuple[PyTree, PyTree]] | None = None
   doc: str = ""
+  regrow: bool = False
 
   def check_extras(self, extras: Mapping[str, Any], where: str = "tx.update") -> None:
     """Raises `MissingExtraError` naming each needed extra that is absent or None."""
@@ -82,6 +88,7 @@ def register(
   needs: tuple[str, ...] = (),
   threshold: float | None = None,
   prune_fn: Callable[..., tuple[PyTree, PyTree]] | None = None,
+  regrow: bool = False,
   overwrite: bool = False,
 ) -> Callable[[ScoreFn], ScoreFn]:
   """Decorator registering a scoring function under ``name``.
@@ -89,8 +96,11 @@ def register(
   Args:
     name: the name users pass as ``criterion=``.
     needs: keyword extras that must be present (others are passed but may be ignored).
+      ``"masks"`` (the current bool masks, ``None`` for dense leaves) and ``"step"`` (the
+      update count) are supplied by `jaxprune.masked` itself.
     threshold: for criteria whose masks are ``scores >= threshold`` (sparsity is learned).
     prune_fn: optional one-shot solver used by `jaxprune.prune`.
+    regrow: the criterion may revive pruned entries (drop-and-grow); otherwise masks nest.
     overwrite: allow replacing an existing registration.
 
   Returns:
@@ -113,7 +123,7 @@ def register(
         f"overwrite=True: jaxprune.criteria.register({name!r}, overwrite=True)."
       )
     doc = (inspect.getdoc(fn) or "").split("\n", 1)[0]
-    _REGISTRY[name] = Criterion(name, fn, tuple(needs), threshold, prune_fn, doc)
+    _REGISTRY[name] = Criterion(name, fn, tuple(needs), threshold, prune_fn, doc, regrow)
     return fn
 
   return deco

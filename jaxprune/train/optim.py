@@ -295,6 +295,30 @@ def dynamic_optimizer(
   )
 
 
+def target_sparsity(pruning: Config) -> float | None:
+  """``config.pruning.sparsity`` for `jaxprune.masked`: ``None`` for threshold criteria.
+
+  Criteria such as ``"log_alpha"`` learn the sparsity, so the config must leave it at 0
+  (a nonzero value would be ignored, which is an error).
+
+  Example:
+    >>> import ml_collections
+    >>> target_sparsity(ml_collections.ConfigDict(dict(criterion="log_alpha", sparsity=0.0)))
+    >>> target_sparsity(ml_collections.ConfigDict(dict(criterion="magnitude", sparsity=0.9)))
+    0.9
+  """
+  value = float(pruning.sparsity)
+  if jaxprune.criteria.get(pruning.criterion).threshold is None:
+    return value
+  if value != 0.0:
+    raise ValueError(
+      f"config.pruning.criterion={pruning.criterion!r} learns the sparsity (a threshold "
+      f"criterion), so config.pruning.sparsity={value} would be ignored. Leave it at 0: "
+      "--config.pruning.sparsity=0."
+    )
+  return None
+
+
 def make_optimizer(
   config: Config, steps_per_epoch: int, total_steps: int
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -323,7 +347,7 @@ def make_optimizer(
     return dynamic_tx, lr
   tx = jaxprune.masked(
     inner,
-    float(pruning.sparsity),
+    target_sparsity(pruning),
     criterion=pruning.criterion,
     schedule=pruning_schedule(pruning.schedule, steps_per_epoch),
     distribution=distribution_from_config(pruning),

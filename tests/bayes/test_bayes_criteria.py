@@ -42,7 +42,7 @@ def test_log_alpha_masks_follow_the_threshold_exactly(threshold):
   params = _vd_params()
   la = bayes.log_alpha(params["vd"]["kernel"], params["vd"]["log_sigma2"])
   # log α here: [[0, 4.6, -8 (clipped)], [-2.6, 4.4, -1.4]]
-  pruned, masks = jaxprune.prune(params, 0.0, criterion=bayes.log_alpha_criterion(threshold))
+  pruned, masks = jaxprune.prune(params, None, criterion=bayes.log_alpha_criterion(threshold))
   np.testing.assert_array_equal(masks["vd"]["kernel"], la < threshold)
   np.testing.assert_array_equal(masks["vd"]["kernel"], bayes.keep_mask(*_vd_pair(), threshold))
   assert bool(jnp.all(masks["plain"]["kernel"])) and bool(jnp.all(masks["vd"]["log_sigma2"]))
@@ -57,9 +57,9 @@ def _vd_pair():
 def test_log_alpha_boundary_value_is_removed():
   # log α exactly at the threshold is removed (kept iff log α < threshold), like keep_mask.
   params = {"kernel": jnp.ones((1, 2)), "log_sigma2": jnp.array([[3.0, 2.5]])}
-  _, masks = jaxprune.prune(params, 0.0, criterion=bayes.log_alpha_criterion(3.0))
+  _, masks = jaxprune.prune(params, None, criterion=bayes.log_alpha_criterion(3.0))
   assert masks["kernel"].tolist() == [[False, True]]
-  _, masks = jaxprune.prune(params, 0.0, criterion="log_alpha")
+  _, masks = jaxprune.prune(params, None, criterion="log_alpha")
   assert masks["kernel"].tolist() == [[False, True]]
 
 
@@ -83,8 +83,8 @@ def test_l0_gate_rejects_gates_that_fit_no_axis():
 def test_l0_gate_criterion_with_custom_stretch_moves_the_cut():
   params = {"kernel": jnp.ones((2, 1)), "gate_log_alpha": jnp.array([-2.0, -1.0])}
   # default cut log(0.1/1.1) = -2.40 keeps both; gamma=-0.5, zeta=1.5 cuts at log(1/3) = -1.10
-  _, m_default = jaxprune.prune(params, 0.0, criterion="l0_gate")
-  _, m_wide = jaxprune.prune(params, 0.0, criterion=bayes.l0_gate_criterion(-0.5, 1.5))
+  _, m_default = jaxprune.prune(params, None, criterion="l0_gate")
+  _, m_wide = jaxprune.prune(params, None, criterion=bayes.l0_gate_criterion(-0.5, 1.5))
   assert m_default["kernel"].ravel().tolist() == [True, True]
   assert m_wide["kernel"].ravel().tolist() == [False, True]
   with pytest.raises(ValueError, match="gamma < 0"):
@@ -94,7 +94,7 @@ def test_l0_gate_criterion_with_custom_stretch_moves_the_cut():
 def test_periodic_log_alpha_masks_follow_training_without_retracing():
   params = _vd_params()
   tx = jaxprune.masked(
-    optax.sgd(0.0), 0.0, criterion="log_alpha", schedule=jaxprune.schedules.periodic(2)
+    optax.sgd(0.0), None, criterion="log_alpha", schedule=jaxprune.schedules.periodic(2)
   )
   state = tx.init(params)
 

@@ -65,7 +65,7 @@ def test_penalty_and_log_alpha_masks_on_nnx_state():
   np.testing.assert_allclose(bayes.kl_penalty(params), -jnp.sum(bayes.neg_kl(la)), rtol=1e-6)
   keep = bayes.keep_mask(kernel, ls2)
   assert 0 < int(keep.sum()) < keep.size
-  tx = jaxprune.masked(optax.sgd(1e-2), 0.0, criterion="log_alpha")
+  tx = jaxprune.masked(optax.sgd(1e-2), None, criterion="log_alpha")
   opt_state = tx.init(params)
   x = jnp.ones((3, 6))
 
@@ -92,7 +92,7 @@ class _Stochastic(nnx.Module):
 def test_training_with_nnx_optimizer_and_masked():
   model = _Stochastic(nnx.Rngs(params=0, dropout=1))
   opt = nnx.Optimizer(
-    model, jaxprune.masked(optax.adam(1e-2), 0.0, criterion="log_alpha"), wrt=nnx.Param
+    model, jaxprune.masked(optax.adam(1e-2), None, criterion="log_alpha"), wrt=nnx.Param
   )
   x = jnp.ones((4, 6))
 

@@ -133,7 +133,7 @@ def test_l0_gate_masks_zero_exactly_the_closed_gates(layer, x):
   open_ = l0.kernel_gates(p["kernel"].shape, bayes.gate_open(p["gate_log_alpha"]))
   expected = jnp.broadcast_to(open_, p["kernel"].shape)
   assert 0 < int(expected.sum()) < expected.size
-  tx = jaxprune.masked(optax.sgd(0.1), 0.0, criterion="l0_gate")
+  tx = jaxprune.masked(optax.sgd(0.1), None, criterion="l0_gate")
   state = tx.init(p)
   grads = jax.tree.map(jnp.ones_like, p)
   updates, state = jax.jit(tx.update)(grads, state, p)

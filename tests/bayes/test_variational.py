@@ -209,7 +209,7 @@ def test_masked_log_alpha_gives_exact_zeros_in_params():
   params = {**params, "vd": {**params["vd"], "log_sigma2": ls2}}
   expected_keep = bayes.keep_mask(params["vd"]["kernel"], ls2)
   assert 0 < int(expected_keep.sum()) < expected_keep.size
-  tx = jaxprune.masked(optax.adam(1e-2), 0.0, criterion="log_alpha")
+  tx = jaxprune.masked(optax.adam(1e-2), None, criterion="log_alpha")
   state = tx.init(params)
 
   def loss(p):

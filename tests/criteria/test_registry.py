@@ -47,5 +47,5 @@ def test_registered_custom_criterion_drives_masked():
 
 def test_threshold_criterion_sparsity_is_an_outcome():
   crit = criteria.Criterion("above_two", lambda p, **e: p, threshold=2.0)
-  pruned, masks = jaxprune.prune({"w": jnp.arange(6.0).reshape(2, 3)}, 0.0, criterion=crit)
+  pruned, masks = jaxprune.prune({"w": jnp.arange(6.0).reshape(2, 3)}, None, criterion=crit)
   assert masks["w"].tolist() == [[False, False, True], [True, True, True]]
