@@ -13,7 +13,11 @@ from jaxprune.dynamic.drop_grow import (
   cosine,
   drop_grow_scores,
   num_to_drop,
+  rigl,
+  rigl_criterion,
   rigl_scores,
+  set_,
+  set_criterion,
   set_scores,
 )
 from jaxprune.dynamic.reset import reset_entries
@@ -28,7 +32,11 @@ __all__ = [
   "num_to_drop",
   "random_masks",
   "reset_entries",
+  "rigl",
+  "rigl_criterion",
   "rigl_scores",
+  "set_",
+  "set_criterion",
   "set_scores",
   "static",
   "ste",

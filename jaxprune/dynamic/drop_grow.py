@@ -35,8 +35,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxprune import schedules
+from jaxprune.criteria.registry import Criterion, register
 from jaxprune.masks import topk_mask
 
 PyTree = Any
@@ -199,3 +201,180 @@ def set_scores(
     for p, m, k in zip(ps, ms, keys, strict=False)
   ]
   return jax.tree.unflatten(treedef, out)
+
+
+def rigl_criterion(alpha: float = 0.3, end: int | None = None) -> Criterion:
+  """The RigL criterion with drop fraction `cosine` (α, ``end``), for `jaxprune.masked`.
+
+  Example:
+    >>> c = rigl_criterion(0.3, end=7500)
+    >>> c.name, c.needs, c.regrow
+    ('rigl', ('grads', 'masks', 'step'), True)
+  """
+  fraction = cosine(alpha, end)
+
+  def fn(params, *, grads, masks, step, **extras):
+    del extras
+    return rigl_scores(params, grads=grads, masks=masks, step=step, fraction=fraction)
+
+  return Criterion("rigl", fn, ("grads", "masks", "step"), regrow=True, doc=_doc(rigl_scores))
+
+
+def set_criterion(alpha: float = 0.3, end: int | None = None) -> Criterion:
+  """The SET criterion with drop fraction `cosine` (α, ``end``), for `jaxprune.masked`.
+
+  Example:
+    >>> set_criterion(0.3, end=7500).needs
+    ('masks', 'step', 'key')
+  """
+  fraction = cosine(alpha, end)
+
+  def fn(params, *, masks, step, key, **extras):
+    del extras
+    return set_scores(params, masks=masks, step=step, key=key, fraction=fraction)
+
+  return Criterion("set", fn, ("masks", "step", "key"), regrow=True, doc=_doc(set_scores))
+
+
+def _doc(fn: Callable[..., Any]) -> str:
+  return (fn.__doc__ or "").strip().split("\n", 1)[0]
+
+
+# The registered names use a constant drop fraction of 0.3 (no decay): the run length is not
+# known at registration. `rigl` / `set_` below (and the factories above) add the cosine decay.
+register("rigl", needs=("grads", "masks", "step"), regrow=True)(rigl_criterion(0.3).fn)
+register("set", needs=("masks", "step", "key"), regrow=True)(set_criterion(0.3).fn)
+
+
+def _drop_and_grow(
+  criterion: Criterion,
+  inner: optax.GradientTransformation,
+  sparsity: float,
+  *,
+  every: int,
+  end: int,
+  begin: int,
+  distribution: Any,
+  structure: Any,
+  packed: bool,
+  seed: int,
+) -> optax.GradientTransformationExtraArgs:
+  from jaxprune.dynamic.static import random_masks
+  from jaxprune.masked import masked  # deferred: masked imports this package
+
+  mask_key = jax.random.fold_in(jax.random.key(seed), 1)
+  return masked(
+    inner,
+    sparsity,
+    criterion=criterion,
+    schedule=schedules.periodic(every, begin, end),
+    distribution=distribution,
+    structure=structure,
+    packed=packed,
+    seed=seed,
+    initial_masks=lambda params: random_masks(
+      params, sparsity, key=mask_key, distribution=distribution, structure=structure
+    ),
+  )
+
+
+def rigl(
+  inner: optax.GradientTransformation,
+  sparsity: float,
+  *,
+  end: int,
+  every: int = 100,
+  alpha: float = 0.3,
+  begin: int = 0,
+  distribution: Any = "erk",
+  structure: Any = None,
+  packed: bool = False,
+  seed: int = 0,
+) -> optax.GradientTransformationExtraArgs:
+  """RigL (Evci et al. 2020): sparse from step 0, connections moved every ``every`` steps.
+
+  Random initial masks at ``sparsity`` with ``distribution`` (ERK by default); at steps
+  ``begin, begin + every, ...`` up to ``end`` each pruned leaf drops ``floor(f·a)`` of its
+  ``a`` active weights (lowest magnitude) and grows as many where the dense gradient is
+  largest, with ``f`` decaying from ``alpha`` to 0 at ``end`` (cosine). Grown weights start
+  at exactly 0.0 with reset optimizer state. The reference's defaults: ``alpha=0.3``,
+  ``every=100``, ``end`` = 75% of training.
+
+  Args:
+    inner: any optax transformation.
+    sparsity: overall target in [0, 1).
+    end: last mask update, where the drop fraction reaches 0 (e.g. 0.75 · total steps).
+    every: steps between mask updates (ΔT).
+    alpha: initial drop fraction.
+    begin: first mask update.
+    distribution: per-leaf densities (``"erk"``, ``"uniform"``, a mapping...).
+    structure: ``None`` (unstructured), ``unstructured(within=axis)`` or ``n_of_m``.
+    packed: store masks as 1 bit per weight.
+    seed: seeds the initial masks.
+
+  Returns:
+    A `jaxprune.masked` transformation.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, jaxprune
+    >>> params = {"w": jax.random.normal(jax.random.key(0), (20, 10))}
+    >>> tx = jaxprune.dynamic.rigl(optax.adam(1e-2), 0.8, every=2, end=10)
+    >>> state = tx.init(params)
+    >>> grads = {"w": jax.random.normal(jax.random.key(1), (20, 10))}
+    >>> updates, state = tx.update(grads, state, params)
+    >>> int(jaxprune.masks_of(state)["w"].sum())  # 20% of 200, after every update
+    40
+  """
+  return _drop_and_grow(
+    rigl_criterion(alpha, end),
+    inner,
+    sparsity,
+    every=every,
+    end=end,
+    begin=begin,
+    distribution=distribution,
+    structure=structure,
+    packed=packed,
+    seed=seed,
+  )
+
+
+def set_(
+  inner: optax.GradientTransformation,
+  sparsity: float,
+  *,
+  end: int,
+  every: int = 100,
+  alpha: float = 0.3,
+  begin: int = 0,
+  distribution: Any = "erk",
+  structure: Any = None,
+  packed: bool = False,
+  seed: int = 0,
+) -> optax.GradientTransformationExtraArgs:
+  """SET (Mocanu et al. 2018): as `rigl`, but connections grow uniformly at random.
+
+  The arguments are those of `rigl`; the grow scores come from the criterion key that
+  `jaxprune.masked` derives from ``seed`` and the step (or a ``key=`` extra).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, jaxprune
+    >>> params = {"w": jax.random.normal(jax.random.key(0), (20, 10))}
+    >>> tx = jaxprune.dynamic.set_(optax.sgd(0.1), 0.9, every=1, end=10)
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update(params, state, params)
+    >>> int(jaxprune.masks_of(state)["w"].sum())
+    20
+  """
+  return _drop_and_grow(
+    set_criterion(alpha, end),
+    inner,
+    sparsity,
+    every=every,
+    end=end,
+    begin=begin,
+    distribution=distribution,
+    structure=structure,
+    packed=packed,
+    seed=seed,
+  )
