@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 import jaxprune
-from jaxprune import distributions, schedules, structures
+from jaxprune import distributions, dynamic, schedules, structures
 
 Config = ml_collections.ConfigDict
 
@@ -233,6 +233,68 @@ def distribution_from_config(pruning: Config) -> Any:
   return distributions.ByPath(rule)
 
 
+def dynamic_optimizer(
+  inner: optax.GradientTransformation, pruning: Config, steps_per_epoch: int
+) -> optax.GradientTransformation | None:
+  """The `jaxprune.dynamic` optimizer ``pruning`` asks for, or None for plain `masked`.
+
+  * ``criterion`` ``"rigl"`` / ``"set"``: drop and grow from random initial masks, on the
+    periodic ``schedule`` (its ``end`` is where the drop fraction, ``drop_fraction`` at
+    step 0, reaches 0);
+  * ``method="static"``: masks from the data-free ``criterion`` at initialisation, fixed;
+  * ``method="ste"``: straight-through training, SR-STE with ``decay`` > 0.
+
+  ``method``, ``drop_fraction`` and ``decay`` are optional fields (configs/rigl.py,
+  configs/static_erk.py, configs/sr_ste.py set them).
+  """
+  method = pruning.get("method", "masked")
+  sparsity = float(pruning.sparsity)
+  schedule = pruning_schedule(pruning.schedule, steps_per_epoch)
+  common = dict(
+    distribution=distribution_from_config(pruning),
+    structure=structure_from_string(pruning.structure),
+  )
+  if method == "ste":
+    return dynamic.ste(
+      inner,
+      sparsity,
+      schedule=schedule,
+      decay=float(pruning.get("decay", 0.0)),
+      criterion=pruning.criterion,
+      seed=int(pruning.seed),
+      **common,
+    )
+  if method == "static":
+    key = jax.random.key(int(pruning.seed))
+    masks = lambda p: jaxprune.prune(p, sparsity, criterion=pruning.criterion, key=key, **common)[1]
+    return dynamic.static(inner, masks, packed=bool(pruning.packed))
+  if method != "masked":
+    raise ValueError(
+      f"Unknown config.pruning.method {method!r}; expected 'masked', 'static' or 'ste'. "
+      "Drop and grow is method 'masked' with criterion 'rigl' or 'set'."
+    )
+  if pruning.criterion not in ("rigl", "set"):
+    return None
+  if not isinstance(schedule, schedules.Periodic) or schedule.end is None:
+    raise ValueError(
+      f"criterion={pruning.criterion!r} moves connections on a periodic schedule that ends "
+      f"(where the drop fraction reaches 0); got {schedule!r}. Use "
+      "--config.pruning.schedule.kind=periodic with schedule.end > schedule.begin."
+    )
+  build = dynamic.rigl if pruning.criterion == "rigl" else dynamic.set_
+  return build(
+    inner,
+    sparsity,
+    every=schedule.every,
+    begin=schedule.begin,
+    end=schedule.end,
+    alpha=float(pruning.get("drop_fraction", 0.3)),
+    packed=bool(pruning.packed),
+    seed=int(pruning.seed),
+    **common,
+  )
+
+
 def target_sparsity(pruning: Config) -> float | None:
   """``config.pruning.sparsity`` for `jaxprune.masked`: ``None`` for threshold criteria.
 
@@ -280,6 +342,9 @@ def make_optimizer(
   pruning = config.pruning
   if not pruning.enabled:
     return inner, lr
+  dynamic_tx = dynamic_optimizer(inner, pruning, steps_per_epoch)
+  if dynamic_tx is not None:
+    return dynamic_tx, lr
   tx = jaxprune.masked(
     inner,
     target_sparsity(pruning),

@@ -1,0 +1,380 @@
+"""Drop-and-grow criteria at a constant per-leaf count: SET and RigL.
+
+At each mask update a leaf with ``a`` active weights drops the ``d = floor(f · a)`` active
+weights of lowest magnitude and grows ``d`` connections elsewhere: uniformly at random
+(SET, Mocanu et al. 2018) or where the dense gradient is largest in magnitude (RigL, Evci
+et al. 2020). The fraction ``f`` follows RigL's cosine decay, α at step 0 to 0 at ``end``.
+
+The choice is expressed as scores, so the mask maker does the growing: survivors (active,
+not dropped) score +inf, every other entry its (finite) grow score, and the exact top-k at
+the leaf's constant target keeps all survivors plus the ``d`` best candidates. One
+selection runs here (the drop), one in the mask maker (the grow).
+
+Details follow the reference implementation, google-research/rigl,
+``rigl/sparse_optimizers_base.py`` (``SparseSETOptimizerBase._get_update_op``):
+
+* ``d`` is ``int(float32(a) * f)``, a truncation (here ``floor`` in float32).
+* Grow candidates are all entries that do not survive the drop, *including the entries
+  just dropped*: a weight can be dropped and regrown in the same update.
+* Such a weight is not a new connection there (``reinit_when_same=False`` for SET and
+  RigL: ``new_connections = mask2 & ~old_mask``): it keeps its value and its optimizer
+  state. Here it stays active (old and new mask both True), so `jaxprune.masked` leaves it
+  alone; only entries with ``new & ~old`` are grown at exactly 0 with reset state.
+* Ties are broken by lowest flat index, as ``tf.nn.top_k`` does for the grow step. The
+  reference also adds N(0, 1e-5) noise to the drop scores; this module does not, so the
+  drop is exactly "lowest magnitude first" and deterministic.
+* On a mask-update step the reference applies no gradient step (the update replaces it);
+  `jaxprune.masked` applies the inner optimizer's update to the surviving weights in the
+  same call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxprune import schedules
+from jaxprune.criteria.registry import Criterion, register
+from jaxprune.masks import topk_mask
+
+PyTree = Any
+Fraction = float | Callable[[jax.Array], jax.Array]
+
+_LOW = float(jnp.finfo(jnp.float32).min)
+_HIGH = float(jnp.finfo(jnp.float32).max)
+
+
+def num_to_drop(active: jax.Array, fraction: jax.Array | float) -> jax.Array:
+  """``floor(float32(active) · fraction)`` as int32: how many active weights are dropped.
+
+  Example:
+    >>> int(num_to_drop(jnp.int32(10), 0.29))
+    2
+  """
+  prod = jnp.asarray(active, jnp.float32) * jnp.asarray(fraction, jnp.float32)
+  return jnp.floor(prod).astype(jnp.int32)
+
+
+def _finite(score: jax.Array) -> jax.Array:
+  """float32 scores clipped to finite values (NaN lowest), so none ties with +inf."""
+  s = jnp.asarray(score, jnp.float32)
+  return jnp.clip(jnp.where(jnp.isnan(s), _LOW, s), _LOW, _HIGH)
+
+
+def drop_grow_scores(
+  weight: jax.Array, mask: jax.Array, grow: jax.Array, fraction: jax.Array | float
+) -> jax.Array:
+  """Scores of one leaf whose exact top-k (k = active count) is the drop-and-grow mask.
+
+  .. math:: d = \\lfloor f \\cdot a \\rfloor,\\quad
+     S = \\text{top}_{a-d}\\{|w_i| : m_i\\},\\quad
+     \\text{score}_i = +\\infty \\text{ if } i \\in S \\text{ else } \\text{grow}_i
+
+  Args:
+    weight: the leaf's current values.
+    mask: its current bool mask (``a`` True entries).
+    grow: grow scores of the same shape (clipped to finite float32; NaN ranks lowest).
+    fraction: the drop fraction ``f`` in [0, 1] (may be traced).
+
+  Returns:
+    float32 scores of ``weight.shape``.
+
+  Example:
+    >>> w = jnp.array([0.5, -2.0, 0.1, 0.0, 3.0])
+    >>> m = jnp.array([True, True, True, False, True])
+    >>> g = jnp.array([0.0, 0.0, 0.0, 7.0, 0.0])
+    >>> s = drop_grow_scores(w, m, g, 0.25)  # drop 1 of 4: the 0.1; grow the 7.0
+    >>> from jaxprune.masks import topk_mask
+    >>> topk_mask(s, 4).tolist()
+    [True, True, False, True, True]
+  """
+  mask = jnp.asarray(mask, bool)
+  active = jnp.sum(mask, dtype=jnp.int32)
+  keep = active - num_to_drop(active, fraction)
+  magnitude = jnp.where(mask, jnp.abs(weight).astype(jnp.float32), -jnp.inf)
+  survivors = topk_mask(magnitude, keep) & mask
+  return jnp.where(survivors, jnp.inf, _finite(grow))
+
+
+def cosine(alpha: float = 0.3, end: int | None = None) -> Callable[[jax.Array], jax.Array]:
+  """RigL's drop fraction: α·(1 + cos(π·t/end))/2 for t ≤ end, then 0; constant α if no end.
+
+  Example:
+    >>> f = cosine(0.3, end=100)
+    >>> [round(float(f(t)), 3) for t in (0, 50, 100)]
+    [0.3, 0.15, 0.0]
+  """
+  if not 0.0 <= float(alpha) <= 1.0:
+    raise ValueError(f"The drop fraction alpha must be in [0, 1]; got {alpha!r}, e.g. 0.3.")
+  if end is None:
+    return lambda step: jnp.asarray(alpha, jnp.float32)
+  if not isinstance(end, int) or end < 1:
+    raise ValueError(
+      f"end must be a positive int (the step where the drop fraction reaches 0); got {end!r}. "
+      "RigL uses 75% of training, e.g. end=int(0.75 * total_steps)."
+    )
+  return schedules.cosine_fraction(float(alpha), end)
+
+
+def _fraction_fn(fraction: Fraction) -> Callable[[jax.Array], jax.Array]:
+  if callable(fraction):
+    return fraction
+  return lambda step: jnp.asarray(fraction, jnp.float32)
+
+
+def _leaves(params: PyTree, masks: PyTree, *others: PyTree):
+  treedef = jax.tree.structure(params)
+  return treedef, [treedef.flatten_up_to(t) for t in (params, masks, *others)]
+
+
+def rigl_scores(
+  params: PyTree, *, grads: PyTree, masks: PyTree, step: jax.Array, fraction: Fraction = 0.3
+) -> PyTree:
+  """RigL (Evci et al. 2020): drop the smallest active weights, grow where |grad| is largest.
+
+  Args:
+    params: current params.
+    grads: the dense gradient (pruned entries included).
+    masks: current bool masks mirroring params (``None`` for dense leaves, left unscored).
+    step: the update count (``step`` extra of `jaxprune.masked`).
+    fraction: drop fraction, a number or ``step -> f`` (e.g. `cosine`).
+
+  Returns:
+    Scores mirroring params (``None`` for dense leaves), see `drop_grow_scores`.
+
+  Example:
+    >>> p = {"w": jnp.array([0.5, -2.0, 0.1, 0.0])}
+    >>> m = {"w": jnp.array([True, True, True, False])}
+    >>> g = {"w": jnp.array([0.0, 0.0, 0.0, -4.0])}
+    >>> rigl_scores(p, grads=g, masks=m, step=0, fraction=0.4)["w"].tolist()
+    [inf, inf, 0.0, 4.0]
+  """
+  f = _fraction_fn(fraction)(step)
+  treedef, (ps, ms, gs) = _leaves(params, masks, grads)
+  out = [
+    None if m is None else drop_grow_scores(p, m, jnp.abs(g), f)
+    for p, m, g in zip(ps, ms, gs, strict=True)
+  ]
+  return jax.tree.unflatten(treedef, out)
+
+
+def leaf_keys(key: jax.Array, n: int) -> jax.Array:
+  """The per-leaf keys SET draws its grow scores from: ``jax.random.split(key, n)``."""
+  return jax.random.split(key, max(n, 1))
+
+
+def set_scores(
+  params: PyTree, *, masks: PyTree, step: jax.Array, key: jax.Array, fraction: Fraction = 0.3
+) -> PyTree:
+  """SET (Mocanu et al. 2018): drop the smallest active weights, grow uniformly at random.
+
+  Leaf ``i`` (in `jax.tree.leaves` order of params) draws its grow scores as
+  ``jax.random.uniform(leaf_keys(key, n)[i], shape)``.
+
+  Args:
+    params: current params.
+    masks: current bool masks mirroring params (``None`` for dense leaves).
+    step: the update count.
+    key: PRNG key of this update.
+    fraction: drop fraction, a number or ``step -> f``.
+
+  Returns:
+    Scores mirroring params (``None`` for dense leaves), see `drop_grow_scores`.
+
+  Example:
+    >>> import jax
+    >>> p = {"w": jnp.array([0.5, -2.0, 0.1, 0.0])}
+    >>> m = {"w": jnp.array([True, True, True, False])}
+    >>> s = set_scores(p, masks=m, step=0, key=jax.random.key(0), fraction=0.4)["w"]
+    >>> s[:2].tolist(), bool(s[2] < 1.0)
+    ([inf, inf], True)
+  """
+  f = _fraction_fn(fraction)(step)
+  treedef, (ps, ms) = _leaves(params, masks)
+  keys = leaf_keys(key, len(ps))
+  out = [
+    None if m is None else drop_grow_scores(p, m, jax.random.uniform(k, p.shape), f)
+    for p, m, k in zip(ps, ms, keys, strict=False)
+  ]
+  return jax.tree.unflatten(treedef, out)
+
+
+def rigl_criterion(alpha: float = 0.3, end: int | None = None) -> Criterion:
+  """The RigL criterion with drop fraction `cosine` (α, ``end``), for `jaxprune.masked`.
+
+  Example:
+    >>> c = rigl_criterion(0.3, end=7500)
+    >>> c.name, c.needs, c.regrow
+    ('rigl', ('grads', 'masks', 'step'), True)
+  """
+  fraction = cosine(alpha, end)
+
+  def fn(params, *, grads, masks, step, **extras):
+    del extras
+    return rigl_scores(params, grads=grads, masks=masks, step=step, fraction=fraction)
+
+  return Criterion("rigl", fn, ("grads", "masks", "step"), regrow=True, doc=_doc(rigl_scores))
+
+
+def set_criterion(alpha: float = 0.3, end: int | None = None) -> Criterion:
+  """The SET criterion with drop fraction `cosine` (α, ``end``), for `jaxprune.masked`.
+
+  Example:
+    >>> set_criterion(0.3, end=7500).needs
+    ('masks', 'step', 'key')
+  """
+  fraction = cosine(alpha, end)
+
+  def fn(params, *, masks, step, key, **extras):
+    del extras
+    return set_scores(params, masks=masks, step=step, key=key, fraction=fraction)
+
+  return Criterion("set", fn, ("masks", "step", "key"), regrow=True, doc=_doc(set_scores))
+
+
+def _doc(fn: Callable[..., Any]) -> str:
+  return (fn.__doc__ or "").strip().split("\n", 1)[0]
+
+
+# The registered names use a constant drop fraction of 0.3 (no decay): the run length is not
+# known at registration. `rigl` / `set_` below (and the factories above) add the cosine decay.
+register("rigl", needs=("grads", "masks", "step"), regrow=True)(rigl_criterion(0.3).fn)
+register("set", needs=("masks", "step", "key"), regrow=True)(set_criterion(0.3).fn)
+
+
+def _drop_and_grow(
+  criterion: Criterion,
+  inner: optax.GradientTransformation,
+  sparsity: float,
+  *,
+  every: int,
+  end: int,
+  begin: int,
+  distribution: Any,
+  structure: Any,
+  packed: bool,
+  seed: int,
+) -> optax.GradientTransformationExtraArgs:
+  from jaxprune.dynamic.static import random_masks
+  from jaxprune.masked import masked  # deferred: masked imports this package
+
+  mask_key = jax.random.fold_in(jax.random.key(seed), 1)
+  return masked(
+    inner,
+    sparsity,
+    criterion=criterion,
+    schedule=schedules.periodic(every, begin, end),
+    distribution=distribution,
+    structure=structure,
+    packed=packed,
+    seed=seed,
+    initial_masks=lambda params: random_masks(
+      params, sparsity, key=mask_key, distribution=distribution, structure=structure
+    ),
+  )
+
+
+def rigl(
+  inner: optax.GradientTransformation,
+  sparsity: float,
+  *,
+  end: int,
+  every: int = 100,
+  alpha: float = 0.3,
+  begin: int = 0,
+  distribution: Any = "erk",
+  structure: Any = None,
+  packed: bool = False,
+  seed: int = 0,
+) -> optax.GradientTransformationExtraArgs:
+  """RigL (Evci et al. 2020): sparse from step 0, connections moved every ``every`` steps.
+
+  Random initial masks at ``sparsity`` with ``distribution`` (ERK by default); at steps
+  ``begin, begin + every, ...`` up to ``end`` each pruned leaf drops ``floor(f·a)`` of its
+  ``a`` active weights (lowest magnitude) and grows as many where the dense gradient is
+  largest, with ``f`` decaying from ``alpha`` to 0 at ``end`` (cosine). Grown weights start
+  at exactly 0.0 with reset optimizer state. The reference's defaults: ``alpha=0.3``,
+  ``every=100``, ``end`` = 75% of training.
+
+  Args:
+    inner: any optax transformation.
+    sparsity: overall target in [0, 1).
+    end: last mask update, where the drop fraction reaches 0 (e.g. 0.75 · total steps).
+    every: steps between mask updates (ΔT).
+    alpha: initial drop fraction.
+    begin: first mask update.
+    distribution: per-leaf densities (``"erk"``, ``"uniform"``, a mapping...).
+    structure: ``None`` (unstructured), ``unstructured(within=axis)`` or ``n_of_m``.
+    packed: store masks as 1 bit per weight.
+    seed: seeds the initial masks.
+
+  Returns:
+    A `jaxprune.masked` transformation.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, jaxprune
+    >>> params = {"w": jax.random.normal(jax.random.key(0), (20, 10))}
+    >>> tx = jaxprune.dynamic.rigl(optax.adam(1e-2), 0.8, every=2, end=10)
+    >>> state = tx.init(params)
+    >>> grads = {"w": jax.random.normal(jax.random.key(1), (20, 10))}
+    >>> updates, state = tx.update(grads, state, params)
+    >>> int(jaxprune.masks_of(state)["w"].sum())  # 20% of 200, after every update
+    40
+  """
+  return _drop_and_grow(
+    rigl_criterion(alpha, end),
+    inner,
+    sparsity,
+    every=every,
+    end=end,
+    begin=begin,
+    distribution=distribution,
+    structure=structure,
+    packed=packed,
+    seed=seed,
+  )
+
+
+def set_(
+  inner: optax.GradientTransformation,
+  sparsity: float,
+  *,
+  end: int,
+  every: int = 100,
+  alpha: float = 0.3,
+  begin: int = 0,
+  distribution: Any = "erk",
+  structure: Any = None,
+  packed: bool = False,
+  seed: int = 0,
+) -> optax.GradientTransformationExtraArgs:
+  """SET (Mocanu et al. 2018): as `rigl`, but connections grow uniformly at random.
+
+  The arguments are those of `rigl`; the grow scores come from the criterion key that
+  `jaxprune.masked` derives from ``seed`` and the step (or a ``key=`` extra).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, jaxprune
+    >>> params = {"w": jax.random.normal(jax.random.key(0), (20, 10))}
+    >>> tx = jaxprune.dynamic.set_(optax.sgd(0.1), 0.9, every=1, end=10)
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update(params, state, params)
+    >>> int(jaxprune.masks_of(state)["w"].sum())
+    20
+  """
+  return _drop_and_grow(
+    set_criterion(alpha, end),
+    inner,
+    sparsity,
+    every=every,
+    end=end,
+    begin=begin,
+    distribution=distribution,
+    structure=structure,
+    packed=packed,
+    seed=seed,
+  )

@@ -1,0 +1,144 @@
+"""SET and RigL scores against a NumPy transcription of google-research/rigl's update."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxprune import dynamic, structures
+from jaxprune.masks import topk_mask
+
+
+def reference_update(w, mask, grow, fraction):
+  """One drop-and-grow update as ``SparseSETOptimizerBase._get_update_op`` does it.
+
+  Drop: keep the ``n_ones - n_prune`` largest |w| among active entries (n_prune truncated
+  in float32). Grow: the ``n_prune`` largest grow scores among all entries not kept
+  (dropped ones included); ties to the lower index, as ``tf.nn.top_k``.
+  """
+  w, mask, grow = (np.asarray(x).reshape(-1) for x in (w, mask, grow))
+  n_ones = int(mask.sum())
+  n_prune = int(np.float32(n_ones) * np.float32(fraction))
+  n_keep = n_ones - n_prune
+  drop_score = np.where(mask, np.abs(w), -np.inf)
+  mask1 = np.zeros(w.size, bool)
+  mask1[np.argsort(-drop_score, kind="stable")[:n_keep]] = True
+  lifted = np.where(mask1, grow.min() - 1, grow)
+  mask2 = np.zeros(w.size, bool)
+  mask2[np.argsort(-lifted, kind="stable")[:n_prune]] = True
+  assert not (mask1 & mask2).any()
+  return mask1 | mask2
+
+
+@jax.jit
+def _rigl_mask(w, mask, g, fraction):
+  scores = dynamic.rigl_scores(
+    {"k": w}, grads={"k": g}, masks={"k": mask}, step=0, fraction=fraction
+  )["k"]
+  return topk_mask(scores, jnp.sum(mask))
+
+
+@jax.jit
+def _set_mask(w, mask, key):
+  params, masks = {"a": jnp.ones(3), "k": w}, {"a": None, "k": mask}
+  scores = dynamic.set_scores(params, masks=masks, step=0, key=key, fraction=0.3)
+  return scores["a"], topk_mask(scores["k"], jnp.sum(mask))
+
+
+def _random_case(seed, shape=(24, 10), density=0.3):
+  rng = np.random.default_rng(seed)
+  w = rng.normal(size=shape).astype(np.float32)
+  mask = rng.random(shape) < density
+  w = np.where(mask, w, 0.0).astype(np.float32)
+  g = rng.normal(size=shape).astype(np.float32)
+  return w, mask, g
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.3, 0.77, 1.0])
+def test_rigl_matches_reference(seed, fraction):
+  w, mask, g = _random_case(seed)
+  got = np.asarray(_rigl_mask(w, mask, g, fraction))
+  want = reference_update(w, mask, np.abs(g), fraction).reshape(w.shape)
+  np.testing.assert_array_equal(got, want)
+  assert got.sum() == mask.sum()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_set_matches_reference(seed):
+  w, mask, _ = _random_case(seed, shape=(7, 33))
+  key = jax.random.key(seed)
+  dense, got = _set_mask(w, mask, key)  # "k" is leaf 1 of 2 in tree order
+  assert dense is None
+  grow = np.asarray(jax.random.uniform(dynamic.drop_grow.leaf_keys(key, 2)[1], w.shape))
+  got = np.asarray(got)
+  np.testing.assert_array_equal(got, reference_update(w, mask, grow, 0.3).reshape(w.shape))
+
+
+def test_dropped_weight_with_largest_gradient_is_regrown_and_stays_active():
+  # Entry 0 is the smallest active weight (dropped) and has the largest gradient (regrown):
+  # the reference keeps it as an old connection, so the mask does not change at all.
+  w = jnp.array([0.01, 1.0, 2.0, 0.0, 0.0])
+  mask = jnp.array([True, True, True, False, False])
+  g = jnp.array([9.0, 0.0, 0.0, 1.0, 2.0])
+  new = _rigl_mask(w, mask, g, 0.34)
+  assert new.tolist() == [True, True, True, False, False]
+  want = reference_update(np.asarray(w), np.asarray(mask), np.asarray(g), 0.34)
+  assert new.tolist() == want.tolist()
+
+
+def test_num_to_drop_truncates_like_the_reference():
+  assert [int(dynamic.num_to_drop(jnp.int32(10), f)) for f in (0.0, 0.09, 0.1, 0.99)] == [
+    0,
+    0,
+    1,
+    9,
+  ]
+  # float32 product, then truncation: 0.3 * 10 is 3.0000001 in float32, so 3.
+  assert int(dynamic.num_to_drop(jnp.int32(10), 0.3)) == int(np.float32(10) * np.float32(0.3))
+
+
+def test_nonfinite_grow_scores_never_displace_survivors():
+  w = jnp.array([1.0, 2.0, 3.0, 0.0, 0.0, 0.0])
+  mask = jnp.array([True, True, True, False, False, False])
+  grow = jnp.array([0.0, 0.0, 0.0, jnp.inf, jnp.nan, 5.0])
+  grow_mask = jax.jit(lambda w, m, g: topk_mask(dynamic.drop_grow_scores(w, m, g, 0.34), 3))
+  new = grow_mask(w, mask, grow)  # drop 1 (the 1.0)
+  assert new.tolist() == [False, True, True, True, False, False]
+
+
+def test_cosine_fraction_follows_rigl():
+  f = dynamic.cosine(0.3, end=1000)
+  assert float(f(0)) == pytest.approx(0.3)
+  assert float(f(500)) == pytest.approx(0.15)
+  assert float(f(1000)) == 0.0 and float(f(5000)) == 0.0
+  assert float(dynamic.cosine(0.2)(12345)) == pytest.approx(0.2)
+  with pytest.raises(ValueError, match="end must be a positive int"):
+    dynamic.cosine(0.3, end=0)
+
+
+@pytest.mark.parametrize(
+  "structure",
+  [structures.unstructured(within=-1), structures.unstructured(within=0), structures.n_of_m(2, 4)],
+)
+def test_counts_stay_constant_per_slice_and_group(structure):
+  rng = np.random.default_rng(0)
+  w = jnp.asarray(rng.normal(size=(16, 12)).astype(np.float32))
+  mask = jax.jit(lambda s: structure.make(s, 0.5))(jnp.asarray(rng.random((16, 12))))
+
+  @jax.jit
+  def update(mask, g):
+    s = dynamic.rigl_scores({"k": w}, grads={"k": g}, masks={"k": mask}, step=0, fraction=0.5)
+    return structure.make(s["k"], 0.5)
+
+  for _ in range(3):
+    new = update(mask, jnp.asarray(rng.normal(size=(16, 12)).astype(np.float32)))
+    np.testing.assert_array_equal(np.asarray(new.sum()), np.asarray(mask.sum()))
+    if isinstance(structure, structures.Unstructured):
+      red = 1 - structure.within % 2  # sum over the other axis: count per slice
+      np.testing.assert_array_equal(new.sum(axis=red), mask.sum(axis=red))
+    else:
+      groups = np.asarray(new).reshape(4, 4, 12).sum(axis=1)
+      assert (groups == 2).all()
+    assert int((new & ~mask).sum()) > 0  # connections moved
+    mask = new
