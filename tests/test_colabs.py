@@ -18,7 +18,7 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 COLABS = Path(__file__).resolve().parents[1] / "colabs"
-NOTEBOOKS = ["quick_start.ipynb", "deep_dive.ipynb", "mnist_pruning.ipynb"]
+NOTEBOOKS = ["quick_start.ipynb", "deep_dive.ipynb", "mnist_pruning.ipynb", "rigl.ipynb"]
 CELL_TIMEOUT_S = 300
 
 
@@ -137,3 +137,16 @@ def test_mnist_pruning(tmp_path, monkeypatch):
   assert len(dense) == 1 and dense[0] > 30.0
   assert "theoretical speedup 10.00x" in text  # the 90% run's table
   assert images == 1
+
+
+@pytest.mark.slow
+def test_rigl(tmp_path, monkeypatch):
+  text, _ = execute("rigl.ipynb", tmp_path, monkeypatch)
+  rows = re.findall(r"(Dense_\d)/kernel kept (\d+) -> (\d+), moved (\d+)", text)
+  assert [r[0] for r in rows] == ["Dense_0", "Dense_1", "Dense_2"]
+  for _, before, after, _ in rows:
+    assert before == after  # drop and grow keep every layer's count
+  assert sum(int(r[3]) for r in rows) > 0  # connections did move
+  assert "params exactly zero outside the masks: True" in text
+  accuracy = floats_after(r"test accuracy at 90% sparsity \(RigL\):", text)
+  assert len(accuracy) == 1 and accuracy[0] > 30.0  # well above chance (10%)
