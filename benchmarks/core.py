@@ -59,8 +59,9 @@ def _select_backend(backend: str):
     got = jax.default_backend()
   except RuntimeError as e:
     raise SystemExit(
-      f"--backend {backend}: JAX found no such device ({e}). Install the matching jax "
-      "build (e.g. pip install 'jax[cuda12]') or run with --backend cpu."
+      f"--backend {backend}: JAX found no such device ({e}). Install the jax build for "
+      "it (pip install 'jax[cuda12]' for NVIDIA GPUs, 'jax[tpu]' for TPUs) or run with "
+      "--backend cpu."
     ) from e
   if backend != "auto" and got != backend:
     raise SystemExit(f"--backend {backend} was requested but JAX runs on {got}.")

@@ -7,6 +7,20 @@ sample brackets it, and each pass counts four thresholds at once, shrinking the 
 equal to it, the lowest flat indices. Small leaves (≤ `SORT_LIMIT` entries) take the k-th
 key from a sort instead; both paths return identical masks. ``k`` may be a traced value, so
 a changing sparsity never retraces.
+
+Backends. The algorithm is the same everywhere; layouts that only pay off on XLA:CPU are
+chosen with ``jax.default_backend() == "cpu"`` (at trace time), each with its measurement
+in benchmarks/RESULTS.md:
+
+* kept everywhere, as algorithmic choices: four thresholds per counting pass packed as
+  8-bit fields of one uint32 (fewer passes over memory, which bounds a pass on any
+  backend), summed over 15 then 16 rows so no field overflows; the tie cut that scans one
+  block instead of a cumulative sum over the leaf, run unconditionally (no ``lax.cond``);
+* CPU only: the column count of the ``15 x c`` counting view (``c`` = 2 mod 4, see
+  `_columns`; elsewhere ``c = n // 15``), and the 16 interleaved int16 partial sums of
+  `_tie_cut` (elsewhere a plain int32 sum per block).
+
+Both layouts give identical results; tests run the non-CPU ones on CPU too.
 """
 
 from __future__ import annotations
@@ -53,13 +67,17 @@ def _sample_size(n: int) -> int:
 
 
 def _columns(n: int, rows: int) -> int:
-  """Columns ``c <= n / rows`` with ``c % 4 == 2`` (0 if none): the layout of a row sum.
+  """Columns ``c <= n / rows`` of the ``rows x c`` view that a counting pass sums.
 
-  On XLA:CPU a sum over ``rows`` rows of ``c`` columns ran 2-5x slower when ``c`` was odd
-  or a multiple of 8 than when it was 2 mod 4 (15 x 629145 took 5.6x as long as
-  15 x 629142; benchmarks/RESULTS.md). The few entries left over are summed apart.
+  On XLA:CPU, ``c`` is the largest with ``c % 4 == 2`` (0 if none): a sum over ``rows`` rows
+  of ``c`` columns ran 2-5x slower when ``c`` was odd or a multiple of 8 than when it was
+  2 mod 4 (15 x 629145 took 5.6x as long as 15 x 629142; benchmarks/RESULTS.md). That is a
+  property of XLA:CPU's vectorised loops, not of the algorithm, so other backends take the
+  plain ``n // rows``. The few entries left over are summed apart either way.
   """
   c = n // rows
+  if jax.default_backend() != "cpu":
+    return c
   return max(c - (c - 2) % 4, 0)
 
 
@@ -173,19 +191,21 @@ def _tie_cut(keys: jax.Array, t: jax.Array, room: jax.Array) -> jax.Array:
   """Smallest flat index c with exactly ``room`` entries equal to ``t`` in ``keys[:c]``.
 
   Blocked, so no cumulative sum runs over the whole leaf: count the ties per block of
-  `_BLOCK` (16 interleaved int16 partial sums first), find the block where the running
-  count reaches ``room``, then scan only that block of ``keys``.
+  `_BLOCK`, find the block where the running count reaches ``room``, then scan only that
+  block of ``keys``. On XLA:CPU each block is first summed as 16 interleaved int16 partial
+  sums, which vectorise: the per-block count of a 9.4M-entry leaf took 3.4x less time
+  than a plain int32 sum per block (1.4x at 4.2M; benchmarks/RESULTS.md). Other backends
+  sum each block directly.
   """
   n = keys.shape[0]
   size = min(_BLOCK, n)
   main = n - n % size
-  per_block = jnp.sum(
-    jnp.sum((keys[:main] == t).reshape(-1, 16, size // 16), axis=1, dtype=jnp.int16)
-    if size % 16 == 0
-    else (keys[:main] == t).reshape(-1, size),
-    axis=-1,
-    dtype=jnp.int32,
-  )
+  ties = keys[:main] == t
+  if size % 16 == 0 and jax.default_backend() == "cpu":
+    partial = jnp.sum(ties.reshape(-1, 16, size // 16), axis=1, dtype=jnp.int16)
+    per_block = jnp.sum(partial, axis=-1, dtype=jnp.int32)
+  else:
+    per_block = jnp.sum(ties.reshape(-1, size), axis=-1, dtype=jnp.int32)
   if main < n:
     per_block = jnp.append(per_block, jnp.sum(keys[main:] == t, dtype=jnp.int32))
   running = jnp.cumsum(per_block)
