@@ -1,10 +1,14 @@
 """Step overhead and memory of `masked(adam)` against plain adam, and mask update cost.
 
-Prints, measured side by side in one run (interleaved repeats, medians of per-round ratios):
+Prints, measured side by side in one run (interleaved repeats, medians of per-round ratios);
+every train step donates its params and optimizer state, as a trainer's does:
   * train-step time ratio masked/plain between mask updates (MLP ≈10M params at batch 256,
     and a small CNN), unpacked and packed;
-  * one magnitude update of all masks of the MLP at 90%, relative to one dense train step,
-    for jaxprune's selection and for an argsort-based reference;
+  * one magnitude update of all masks of the MLP at 90% run on its own, relative to one
+    (donated) dense train step, for jaxprune's selection and for an argsort-based reference;
+  * the mask update as the extra cost inside the jitted step: a masked step that updates
+    every mask (``schedules.periodic(1)``) against the same masked step compiled with
+    ``masks_frozen=True``, both relative to the plain adam step;
   * optimizer-state bytes: adam, masked(adam), masked(adam, packed=True).
 
 Usage: python benchmarks/overhead.py [--repeats 15] [--steps 5]
@@ -47,8 +51,13 @@ class SmallCNN(nn.Module):
     return nn.Dense(10)(nn.relu(nn.Dense(256)(x.reshape(x.shape[0], -1))))
 
 
-def make_step(model, tx, donate=False):
-  """A jitted train step; ``donate=True`` reuses the params/state buffers, as trainers do."""
+def make_step(model, tx, donate=False, frozen=False):
+  """A jitted train step; ``donate=True`` reuses the params/state buffers, as trainers do.
+
+  ``frozen=True`` passes ``masks_frozen=True`` to a masked transform's update (the step is
+  compiled without the mask-update branch).
+  """
+  extra = {"masks_frozen": True} if frozen else {}
 
   def loss_fn(params, batch):
     logits = model.apply({"params": params}, batch["image"])
@@ -56,7 +65,7 @@ def make_step(model, tx, donate=False):
 
   def step(params, state, batch):
     grads = jax.grad(loss_fn)(params, batch)
-    updates, state = tx.update(grads, state, params)
+    updates, state = tx.update(grads, state, params, **extra)
     return optax.apply_updates(params, updates), state
 
   return jax.jit(step, donate_argnums=(0, 1) if donate else ())
@@ -121,7 +130,19 @@ def argsort_masks(params, sparsity):
   return out
 
 
+def _donated_runner(model, tx, params, batch, steps=1, frozen=False):
+  """A runner of ``steps`` donated train steps from a private copy of ``params``.
+
+  A frozen masked step starts after one updating step, so it runs on pruned masks.
+  """
+  p, state = jax.tree.map(jnp.copy, params), tx.init(params)
+  if frozen:
+    p, state = make_step(model, tx, donate=True)(p, state, batch)
+  return runner(make_step(model, tx, donate=True, frozen=frozen), p, state, batch, steps)
+
+
 def bench_mask_update(model, batch, repeats):
+  """One update of all masks, run on its own, against one donated dense train step."""
   params = model.init(jax.random.key(0), batch["image"])["params"]
   plan = Plan.make(params, "uniform", None)
   crit = jaxprune.criteria.get("magnitude")
@@ -131,19 +152,40 @@ def bench_mask_update(model, batch, repeats):
     return plan.select(jax.tree.leaves(params), magnitude(params), 0.9, 0.9, crit)
 
   argsort = jax.jit(lambda p: argsort_masks(p, 0.9))
-  dense = make_step(model, optax.adam(1e-3))
-  state = optax.adam(1e-3).init(params)
   fns = {
-    "dense_step": lambda: dense(params, state, batch),
+    "dense_step": _donated_runner(model, optax.adam(1e-3), params, batch),
     "jaxprune": lambda: update_masks(params),
     "argsort": lambda: argsort(params),
   }
   times = interleaved(fns, repeats)
-  print("\n== mask update (magnitude, all masks of the MLP at 90%)")
+  print("\n== mask update on its own (magnitude, all masks of the MLP at 90%)")
   for k, v in times.items():
     print(f"  {k:>10}: {statistics.median(v) * 1e3:8.2f} ms")
   print(f"  jaxprune update / dense step: {median_ratio(times, 'jaxprune', 'dense_step'):.3f}")
   print(f"  argsort update  / dense step: {median_ratio(times, 'argsort', 'dense_step'):.3f}")
+  return times
+
+
+def bench_update_in_step(model, batch, repeats, steps):
+  """The mask update as the extra cost of an updating step inside the jitted step."""
+  params = model.init(jax.random.key(0), batch["image"])["params"]
+  every = jaxprune.masked(optax.adam(1e-3), 0.9, schedule=jaxprune.schedules.periodic(1))
+  fns = {
+    "adam": _donated_runner(model, optax.adam(1e-3), params, batch, steps),
+    "updating": _donated_runner(model, every, params, batch, steps),
+    "frozen": _donated_runner(model, every, params, batch, steps, frozen=True),
+  }
+  times = interleaved(fns, repeats)
+  ms = {k: statistics.median(v) / steps * 1e3 for k, v in times.items()}
+  rounds = zip(times["updating"], times["frozen"], times["adam"], strict=True)
+  extra = [(u - f) / a for u, f, a in rounds]
+  print("\n== mask update inside the jitted step (MLP, 90%, every step updates all masks)")
+  for k in fns:
+    print(f"  step {k:>9}: {ms[k]:8.2f} ms")
+  print(f"  updating / frozen step: {median_ratio(times, 'updating', 'frozen'):.3f}")
+  print(f"  (updating - frozen) / adam step: {statistics.median(extra):.3f}")
+  print(f"  frozen / adam step: {median_ratio(times, 'frozen', 'adam'):.3f}")
+  return times
 
 
 def main():
@@ -164,6 +206,7 @@ def main():
   }
   bench_model("small CNN (conv32-conv64-dense256)", SmallCNN(), cifar_like, args.repeats, 2)
   bench_mask_update(MLP(), mnist_like, max(5, args.repeats // 2))
+  bench_update_in_step(MLP(), mnist_like, max(5, args.repeats // 2), args.steps)
 
 
 if __name__ == "__main__":

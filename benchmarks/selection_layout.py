@@ -1,11 +1,14 @@
-"""Exact top-k mask time per leaf shape, and what the counting layout is worth.
+"""Exact top-k mask time per leaf shape, and what the CPU-only layouts are worth.
 
 `jaxprune.masks.topk_mask` finds the k-th largest key by counting passes that sum rows of
-a ``15 x c`` view of the keys. The column count ``c`` is chosen 2 mod 4
+a ``15 x c`` view of the keys. On XLA:CPU the column count ``c`` is chosen 2 mod 4
 (`jaxprune.masks._columns`), because XLA:CPU sums some column counts several times slower
-than others. This script times ``topk_mask(|w|, 10% kept)`` for common layer shapes with
-that layout and with the naive one (``c = n // 15``), interleaved, and prints the median
-time of each and the median per-round ratio naive / chosen.
+than others, and the tie cut sums each block as 16 interleaved int16 partial sums
+(`jaxprune.masks._tie_cut`); other backends take ``c = n // 15`` and a plain sum per block.
+This script times ``topk_mask(|w|, 10% kept)`` for common layer shapes with the CPU
+layouts, with the naive column count only, and with both other-backend layouts (traced
+with ``jax.default_backend`` reporting "gpu", run on the current device), interleaved, and
+prints the median time of each and the median per-round ratios to the CPU layouts.
 
 Usage: python benchmarks/selection_layout.py [--repeats 15]
 """
@@ -36,10 +39,14 @@ SHAPES = {
 }
 
 
-def _compiled(shape: tuple[int, ...], columns) -> jax.stages.Compiled:
-  """``topk_mask`` for ``shape`` traced with ``columns`` as the layout rule."""
-  saved = masks._columns
-  masks._columns = columns
+def _compiled(shape: tuple[int, ...], columns=None, backend=None) -> jax.stages.Compiled:
+  """``topk_mask`` for ``shape``, traced with ``columns`` as the layout rule and/or
+  ``jax.default_backend`` reporting ``backend``."""
+  saved_columns, saved_backend = masks._columns, jax.default_backend
+  if columns is not None:
+    masks._columns = columns
+  if backend is not None:
+    jax.default_backend = lambda: backend
   try:
     w = jax.ShapeDtypeStruct(shape, jnp.float32)
     n = 1
@@ -47,7 +54,7 @@ def _compiled(shape: tuple[int, ...], columns) -> jax.stages.Compiled:
       n *= d
     return jax.jit(lambda w: masks.topk_mask(jnp.abs(w), n // 10)).lower(w).compile()
   finally:
-    masks._columns = saved
+    masks._columns, jax.default_backend = saved_columns, saved_backend
 
 
 def main() -> None:
@@ -55,18 +62,25 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=15)
   args = parser.parse_args()
   print(f"devices: {jax.devices()}; load average {os.getloadavg()[0]:.1f}")
-  print("| leaf | entries | chosen layout (ms) | naive layout (ms) | naive / chosen |")
-  print("|---|---|---|---|---|")
+  print(
+    "| leaf | entries | CPU layouts (ms) | naive columns (ms) | other-backend layouts (ms) "
+    "| naive columns / CPU | other-backend / CPU |"
+  )
+  print("|---|---|---|---|---|---|---|")
   for name, shape in SHAPES.items():
     w = jax.random.normal(jax.random.key(0), shape)
-    chosen = _compiled(shape, masks._columns)
-    naive = _compiled(shape, lambda n, rows: n // rows)
-    assert bool(jnp.array_equal(chosen(w), naive(w)))
-    times = interleaved({"chosen": lambda: chosen(w), "naive": lambda: naive(w)}, args.repeats)
+    fns = {
+      "cpu": _compiled(shape),
+      "naive": _compiled(shape, columns=lambda n, rows: n // rows),
+      "other": _compiled(shape, backend="gpu"),
+    }
+    want = fns["cpu"](w)
+    assert all(bool(jnp.array_equal(f(w), want)) for f in fns.values())
+    times = interleaved({k: (lambda f=f: f(w)) for k, f in fns.items()}, args.repeats)
     ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
     print(
-      f"| {name} | {w.size:,} | {ms['chosen']:.2f} | {ms['naive']:.2f} | "
-      f"{median_ratio(times, 'naive', 'chosen'):.2f}x |",
+      f"| {name} | {w.size:,} | {ms['cpu']:.2f} | {ms['naive']:.2f} | {ms['other']:.2f} | "
+      f"{median_ratio(times, 'naive', 'cpu'):.2f}x | {median_ratio(times, 'other', 'cpu'):.2f}x |",
       flush=True,
     )
 

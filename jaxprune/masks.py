@@ -7,10 +7,29 @@ sample brackets it, and each pass counts four thresholds at once, shrinking the 
 equal to it, the lowest flat indices. Small leaves (≤ `SORT_LIMIT` entries) take the k-th
 key from a sort instead; both paths return identical masks. ``k`` may be a traced value, so
 a changing sparsity never retraces.
+
+Backends. The algorithm is the same everywhere; layouts that only pay off on XLA:CPU are
+chosen with ``jax.default_backend() == "cpu"`` (at trace time), each with its measurement
+in benchmarks/RESULTS.md:
+
+* kept everywhere, as algorithmic choices: four thresholds per counting pass packed as
+  8-bit fields of one uint32 (fewer passes over memory, which bounds a pass on any
+  backend), summed over 15 then 16 rows so no field overflows; the tie cut that scans one
+  block instead of a cumulative sum over the leaf, run unconditionally (no ``lax.cond``);
+* CPU only: the column count of the ``15 x c`` counting view (``c`` = 2 mod 4, see
+  `_columns`; elsewhere ``c = n // 15``), and the 16 interleaved int16 partial sums of
+  `_tie_cut` (elsewhere a plain int32 sum per block).
+
+Both layouts give identical results; tests run the non-CPU ones on CPU too.
 """
 
 from __future__ import annotations
 
+import decimal
+import fractions
+import math
+import numbers
+import operator
 from typing import Any
 
 import jax
@@ -48,13 +67,17 @@ def _sample_size(n: int) -> int:
 
 
 def _columns(n: int, rows: int) -> int:
-  """Columns ``c <= n / rows`` with ``c % 4 == 2`` (0 if none): the layout of a row sum.
+  """Columns ``c <= n / rows`` of the ``rows x c`` view that a counting pass sums.
 
-  On XLA:CPU a sum over ``rows`` rows of ``c`` columns ran 2-5x slower when ``c`` was odd
-  or a multiple of 8 than when it was 2 mod 4 (15 x 629145 took 5.6x as long as
-  15 x 629142; benchmarks/RESULTS.md). The few entries left over are summed apart.
+  On XLA:CPU, ``c`` is the largest with ``c % 4 == 2`` (0 if none): a sum over ``rows`` rows
+  of ``c`` columns ran 2-5x slower when ``c`` was odd or a multiple of 8 than when it was
+  2 mod 4 (15 x 629145 took 5.6x as long as 15 x 629142; benchmarks/RESULTS.md). That is a
+  property of XLA:CPU's vectorised loops, not of the algorithm, so other backends take the
+  plain ``n // rows``. The few entries left over are summed apart either way.
   """
   c = n // rows
+  if jax.default_backend() != "cpu":
+    return c
   return max(c - (c - 2) % 4, 0)
 
 
@@ -168,19 +191,21 @@ def _tie_cut(keys: jax.Array, t: jax.Array, room: jax.Array) -> jax.Array:
   """Smallest flat index c with exactly ``room`` entries equal to ``t`` in ``keys[:c]``.
 
   Blocked, so no cumulative sum runs over the whole leaf: count the ties per block of
-  `_BLOCK` (16 interleaved int16 partial sums first), find the block where the running
-  count reaches ``room``, then scan only that block of ``keys``.
+  `_BLOCK`, find the block where the running count reaches ``room``, then scan only that
+  block of ``keys``. On XLA:CPU each block is first summed as 16 interleaved int16 partial
+  sums, which vectorise: the per-block count of a 9.4M-entry leaf took 3.4x less time
+  than a plain int32 sum per block (1.4x at 4.2M; benchmarks/RESULTS.md). Other backends
+  sum each block directly.
   """
   n = keys.shape[0]
   size = min(_BLOCK, n)
   main = n - n % size
-  per_block = jnp.sum(
-    jnp.sum((keys[:main] == t).reshape(-1, 16, size // 16), axis=1, dtype=jnp.int16)
-    if size % 16 == 0
-    else (keys[:main] == t).reshape(-1, size),
-    axis=-1,
-    dtype=jnp.int32,
-  )
+  ties = keys[:main] == t
+  if size % 16 == 0 and jax.default_backend() == "cpu":
+    partial = jnp.sum(ties.reshape(-1, 16, size // 16), axis=1, dtype=jnp.int16)
+    per_block = jnp.sum(partial, axis=-1, dtype=jnp.int32)
+  else:
+    per_block = jnp.sum(ties.reshape(-1, size), axis=-1, dtype=jnp.int32)
   if main < n:
     per_block = jnp.append(per_block, jnp.sum(keys[main:] == t, dtype=jnp.int32))
   running = jnp.cumsum(per_block)
@@ -226,10 +251,114 @@ def topk_mask(scores: jax.Array, k: jax.Array | int) -> jax.Array:
   return keep.reshape(shape)
 
 
-def num_to_keep(n: int, sparsity: jax.Array | float) -> jax.Array:
-  """Entries kept at ``sparsity`` among ``n``: ``n - round(sparsity * n)`` (half to even)."""
-  s = jnp.asarray(sparsity, jnp.float32)
-  return jnp.int32(n) - jnp.round(s * n).astype(jnp.int32)
+_MAX_ENTRIES = 2**31 - 1  # int32 flat indexing
+
+
+def _decimal(sparsity: Any) -> fractions.Fraction:
+  """The exact rational value of a concrete scalar sparsity, as written in decimal."""
+  if isinstance(sparsity, numbers.Rational):  # int, bool, Fraction
+    return fractions.Fraction(sparsity)
+  if isinstance(sparsity, decimal.Decimal):
+    return fractions.Fraction(sparsity)
+  value = np.asarray(sparsity)[()]
+  if isinstance(value, np.integer | np.bool_):
+    return fractions.Fraction(int(value))
+  f = float(value)
+  if math.isnan(f):
+    raise ValueError(
+      f"sparsity is NaN (got {sparsity!r}); expected a fraction in [0, 1], "
+      "e.g. num_to_keep(n, 0.9)."
+    )
+  if math.isinf(f):
+    return fractions.Fraction(1 if f > 0 else -1)
+  # The shortest decimal string that round-trips in the value's own dtype: 0.9, not the
+  # binary 0.90000000000000002220446... (float64) or 0.89999997615814208984375 (float32).
+  return fractions.Fraction(str(value))
+
+
+def _u64_add(hi: jax.Array, lo: jax.Array, add_hi: jax.Array, add_lo: jax.Array):
+  """(hi, lo) + (add_hi, add_lo) for unsigned 64-bit values held as two uint32 words."""
+  low = lo + add_lo
+  return hi + add_hi + (low < lo).astype(jnp.uint32), low
+
+
+def _u64_shr_low(hi: jax.Array, lo: jax.Array, shift: jax.Array) -> jax.Array:
+  """Low 32 bits of (hi, lo) >> shift, for 1 <= shift <= 63 (no shift by 32 or more)."""
+  a = jnp.clip(shift, 1, 31)
+  b = jnp.clip(shift.astype(jnp.int32) - 32, 0, 31).astype(jnp.uint32)
+  return jnp.where(shift < 32, (lo >> a) | (hi << (32 - a)), hi >> b)
+
+
+def _removed_traced(n: int, sparsity: jax.Array) -> jax.Array:
+  """``round(s * n)`` (half to even) for the float32 value s of ``sparsity``, computed
+  exactly in 32-bit integers, clamped to [0, n] (NaN and s <= 0 remove nothing)."""
+  bits = jax.lax.bitcast_convert_type(jnp.asarray(sparsity, jnp.float32), jnp.uint32)
+  negative = (bits >> 31) == 1
+  magnitude = bits & jnp.uint32(0x7FFFFFFF)
+  exponent = magnitude >> 23
+  fraction = magnitude & jnp.uint32(0x7FFFFF)
+  # s = mantissa * 2**-shift exactly; subnormals have no implicit bit and exponent 1.
+  mantissa = jnp.where(exponent == 0, fraction, fraction | jnp.uint32(0x800000))  # < 2**24
+  shift = (150 - jnp.maximum(exponent, 1).astype(jnp.int32)).clip(1, 56).astype(jnp.uint32)
+  # product = mantissa * n < 2**55, from 16-bit halves (each partial product fits in 32 bits).
+  m_hi, m_lo = mantissa >> 16, mantissa & jnp.uint32(0xFFFF)
+  n_hi, n_lo = jnp.uint32(n >> 16), jnp.uint32(n & 0xFFFF)
+  middle = m_hi * n_lo + m_lo * n_hi  # < 2**24 + 2**31
+  hi, lo = _u64_add(m_hi * n_hi, m_lo * n_lo, middle >> 16, middle << 16)
+  # Round half to even: (product + 2**(shift-1) - 1 + q_odd) >> shift, q = product >> shift.
+  # A shift of 56 or more leaves product / 2**shift < 1/2: the result is 0 either way.
+  q_odd = _u64_shr_low(hi, lo, shift) & 1
+  half = shift - 1  # 2**half - 1 as two words
+  one = jnp.uint32(1)
+  half_lo = jnp.where(half < 32, (one << jnp.minimum(half, 31)) - 1, jnp.uint32(0xFFFFFFFF))
+  half_hi = jnp.where(half < 32, 0, (one << jnp.clip(half.astype(jnp.int32) - 32, 0, 31)) - 1)
+  hi, lo = _u64_add(hi, lo, half_hi.astype(jnp.uint32), half_lo)
+  hi, lo = _u64_add(hi, lo, jnp.uint32(0), q_odd)
+  removed = _u64_shr_low(hi, lo, shift).astype(jnp.int32)
+  removed = jnp.where(magnitude >= jnp.uint32(0x3F800000), n, removed)  # s >= 1 (and inf)
+  return jnp.where(negative | (magnitude > jnp.uint32(0x7F800000)), 0, removed)  # s < 0, NaN
+
+
+def num_to_keep(n: int, sparsity: Any) -> jax.Array | np.int32:
+  """Entries kept at ``sparsity`` among ``n``: exactly ``n - round(s * n)`` (half to even).
+
+  The count is exact for every leaf size int32 indexing allows (``n < 2**31``), with no
+  float rounding of the product, and clamped to [0, n] (s >= 1 keeps 0, s <= 0 keeps n):
+
+  * A concrete sparsity (Python number, NumPy scalar, or an untraced 0-d array) is taken at
+    the decimal value it prints as (``0.9`` means 9/10) and the count is computed on the
+    host; the result is a concrete ``np.int32``. NaN raises a ``ValueError``.
+  * A traced sparsity (under ``jit``, a schedule, ``inject_hyperparams``) is exact with
+    respect to its **float32 value** s_f32: ``n - round(s_f32 * n)`` with the real product,
+    computed in 32-bit integer arithmetic (no x64 needed). float32(0.9) is
+    0.89999997615814208984375, so for n = 2**26 a traced 0.9 keeps 6,710,888 entries while
+    a Python 0.9 keeps 6,710,886; the two rules agree whenever the float32 rounding of s
+    does not cross a rounding boundary of s * n. A traced NaN keeps all n entries. Pass a
+    Python float for decimal exactness.
+
+  Args:
+    n: number of entries (a static Python int, ``0 <= n < 2**31``).
+    sparsity: fraction removed, scalar or array (elementwise when traced).
+
+  Returns:
+    The kept count as int32: ``np.int32`` for a concrete scalar sparsity, else a jax array.
+
+  Example:
+    >>> int(num_to_keep(2**26, 0.9)), int(jax.jit(lambda s: num_to_keep(2**26, s))(0.9))
+    (6710886, 6710888)
+    >>> int(num_to_keep(10, 0.25)), int(num_to_keep(10, 0.35))  # 2.5 -> 2, 3.5 -> 4
+    (8, 6)
+  """
+  n = operator.index(n)
+  if not 0 <= n <= _MAX_ENTRIES:
+    raise ValueError(
+      f"num_to_keep needs 0 <= n < 2**31 (int32 indexing); got n={n:,}. Split the leaf, "
+      "e.g. prune it as several smaller leaves."
+    )
+  if not isinstance(sparsity, jax.core.Tracer) and np.ndim(sparsity) == 0:
+    s = _decimal(sparsity)
+    return np.int32(n - min(max(round(s * n), 0), n))
+  return jnp.int32(n) - _removed_traced(n, sparsity)
 
 
 def make_mask(scores: jax.Array, sparsity: jax.Array | float, structure: Any = None) -> jax.Array:
