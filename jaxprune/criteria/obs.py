@@ -33,7 +33,7 @@ from jaxprune import structures
 from jaxprune.criteria import registry
 from jaxprune.criteria.activation import inputs_by_leaf
 from jaxprune.criteria.registry import Criterion, register
-from jaxprune.masks import topk_mask
+from jaxprune.masks import num_to_keep, topk_mask
 
 PyTree = Any
 
@@ -59,8 +59,10 @@ def _dead_inputs(x: jax.Array) -> jax.Array:
 
 
 def _cumulative(sparsity: jax.Array, size: int, upto: int) -> jax.Array:
-  """Entries pruned among the first ``upto`` of ``size`` rows: round(s · size · upto)."""
-  return jnp.round(sparsity * size * upto).astype(jnp.int32)
+  """Entries pruned among the first ``upto`` of ``size`` rows: round(s · size · upto), exact
+  at every count (`jaxprune.masks.num_to_keep`)."""
+  n = size * upto
+  return jnp.int32(n) - jnp.asarray(num_to_keep(n, sparsity), jnp.int32)
 
 
 @functools.partial(jax.jit, static_argnames=("mode", "n", "m", "block_size"))
