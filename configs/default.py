@@ -21,6 +21,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.source_dir = ""  # IDX files to prepare from; "" = auto-detect ../shared/data/mnist.
   config.data.download = False  # Allow downloading the dataset if not prepared (needs network).
   config.data.fallback = "digits"  # Used, with a notice, if `name` is unavailable; "" = fail.
+  # On the fallback, fields configs/<this>.py sets differently from this file replace the ones
+  # a config left at their default (run length, schedule, intervals); "" = keep them all.
+  config.data.fallback_config = "digits"
   config.data.on_device = True  # Keep in-memory splits on device; steps gather their batch.
   config.data.prefetch = 2  # Batches put on device ahead of the step (when not on_device).
 

@@ -89,6 +89,7 @@ def train_and_evaluate(
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   exp = experiment.build(config, verbose=verbose)
+  config = exp.config  # on the fallback dataset, with its settings, if it fell back
   splits, model, lr = exp.splits, exp.model, exp.learning_rate
   train_ds, test_ds = splits.train, splits.test
   batch_size, steps_per_epoch, total_steps = (
@@ -265,8 +266,6 @@ def train_and_evaluate(
     report.plot_curves(read_metrics(workdir / "metrics.jsonl"), workdir / "curves.png")
     report.plot_layer_sparsity(summary, workdir / "layer_sparsity.png")
   if verbose:
-    if splits.notice:
-      print(splits.notice)
     print(report.format_table(summary))
     print(f"wall time {summary['wall_time_s']:.1f}s; results in {os.fspath(workdir)}")
     sys.stdout.flush()

@@ -11,7 +11,7 @@ from trainer_helpers import small
 import jaxprune
 import jaxprune.data as jdata
 from jaxprune.data import preparation
-from jaxprune.train import input_pipeline, optim
+from jaxprune.train import experiment, input_pipeline, optim
 from jaxprune.train.config import load_config
 from jaxprune.train.experiment import load_state
 from jaxprune.train.loop import train_and_evaluate
@@ -159,6 +159,54 @@ def test_mnist_without_files_falls_back_to_digits_with_a_notice(tmp_path, monkey
   with pytest.raises(jdata.DatasetNotPreparedError, match="prepare mnist"):
     input_pipeline.load_splits(data)
   assert not (tmp_path / "tfds").exists()  # nothing was downloaded or written
+
+
+def test_the_fallback_run_uses_the_digits_settings_and_prints_the_notice_once(
+  tmp_path, monkeypatch, capsys
+):
+  monkeypatch.setattr(input_pipeline, "find_source_dir", lambda name: None)
+  monkeypatch.setattr(preparation, "find_source_dir", lambda name: None)
+  # The user's own choices (num_steps here) are kept; what the config inherited from
+  # configs/default.py takes the value configs/digits.py gives it.
+  overrides = {
+    "data.data_dir": str(tmp_path / "tfds"),
+    "train.num_steps": 12,
+    "checkpoint.enabled": False,
+    "report.plots": False,
+    "report.progress": False,
+  }
+  config = load_config("default", overrides)
+  summary = train_and_evaluate(config, tmp_path / "run")
+  out, err = capsys.readouterr()
+  assert (out + err).count("NOTICE: dataset 'mnist'") == 1
+  assert summary["dataset"] == "digits" and summary["steps"] == 12
+  assert summary["notice"].startswith("NOTICE: dataset 'mnist'")
+  digits, default = load_config("digits"), load_config("default")
+  changed = {
+    "train.num_epochs": 30.0,
+    "train.eval_every_epochs": 5.0,
+    "train.log_every_steps": 11,
+    "pruning.schedule.begin": 2.0,
+    "pruning.schedule.end": 20.0,
+    "pruning.schedule.every": 1.0,
+    "checkpoint.every_steps": 100,
+  }
+  assert f"train.num_epochs={digits.train.num_epochs}" in summary["notice"]
+  used = json.loads((tmp_path / "run" / "config.json").read_text())
+  for dotted, value in changed.items():
+    section, *rest = dotted.split(".")
+    node = used[section]
+    for key in rest:
+      node = node[key]
+    assert node == value, dotted
+  assert used["data"]["name"] == "digits" and used["train"]["num_steps"] == 12
+  assert used["optimizer"] == default.optimizer.to_dict()
+  # Without the fallback settings the run keeps the config's own (MNIST) settings.
+  with config.unlocked():
+    config.data.fallback_config = ""
+  exp = experiment.build(config, verbose=False)
+  assert exp.config.data.name == "digits"
+  assert exp.config.pruning.schedule.to_dict() == default.pruning.schedule.to_dict()
 
 
 def test_device_resident_and_host_batches_visit_the_same_examples():
