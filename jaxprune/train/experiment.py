@@ -30,7 +30,7 @@ class Experiment:
 
   Attributes:
     config: the config it was built from.
-    splits: the train and test datasets (`input_pipeline.Splits`).
+    splits: the train, validation and test datasets (`input_pipeline.Splits`).
     model: the Flax model.
     tx: the optimizer (``jaxprune.masked(inner, ...)`` unless pruning is disabled).
     learning_rate: the learning-rate schedule (step -> value).
@@ -171,7 +171,7 @@ def build(config: ml_collections.ConfigDict, *, verbose: bool = True) -> Experim
     >>> from jaxprune.train.config import load_config
     >>> exp = build(load_config("digits"))
     >>> exp.splits.name, exp.steps_per_epoch, exp.total_steps, exp.input_shape
-    ('digits', 11, 330, (8, 8, 1))
+    ('digits', 10, 300, (8, 8, 1))
   """
   config, notice = resolve_data(config)
   if notice and verbose:

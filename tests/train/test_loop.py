@@ -32,7 +32,9 @@ def test_the_loop_writes_metrics_summary_plots_and_prints_the_table(reference):
   records = read_metrics(workdir / "metrics.jsonl")
   steps = [r["step"] for r in records]
   assert steps == sorted(set(steps)) and steps[-1] == 60
-  assert [r["step"] for r in records if "test_accuracy" in r] == [22, 44, 60]
+  # Validation every epoch (20 steps of 64 from the 1,293 kept examples), test at the end.
+  assert [r["step"] for r in records if "validation_accuracy" in r] == [20, 40, 60]
+  assert [r["step"] for r in records if "test_accuracy" in r] == [60]
   assert [r["step"] for r in records if "train_loss" in r] == [10, 20, 30, 40, 50, 60]
   assert records[-1]["sparsity"] == pytest.approx(0.9)
 
@@ -41,6 +43,18 @@ def test_the_loop_writes_metrics_summary_plots_and_prints_the_table(reference):
   assert summary["dataset"] == "digits" and summary["steps"] == 60
   assert summary["test_error"] == pytest.approx(1 - summary["test_accuracy"])
   assert summary["test_accuracy"] == records[-1]["test_accuracy"]
+  assert summary["validation_accuracy"] == records[-1]["validation_accuracy"]
+  assert summary["validation_error"] == pytest.approx(1 - summary["validation_accuracy"])
+  counts = (summary["train_examples"], summary["validation_examples"], summary["test_examples"])
+  assert counts == (1293, 144, 360)
+  # Both accuracies are those of the final state on the held-out and the test examples.
+  state = load_state(reference.config, workdir)
+  splits = input_pipeline.load_splits(reference.config.data)
+  for name, dataset in (("validation", splits.validation), ("test", splits.test)):
+    batch = dataset[np.arange(dataset.num_examples)]
+    logits = state.apply_fn({"params": state.params}, batch["image"], train=False)
+    correct = int((np.argmax(logits, -1) == batch["label"]).sum())
+    assert summary[f"{name}_accuracy"] == pytest.approx(correct / dataset.num_examples, abs=1e-9)
   assert summary["sparsity"] == pytest.approx(0.9)
   kernels = {k: v for k, v in summary["layers"].items() if len(v["shape"]) > 1}
   assert all(v["sparsity"] == pytest.approx(0.9, abs=1e-3) for v in kernels.values())
@@ -55,6 +69,7 @@ def test_the_loop_writes_metrics_summary_plots_and_prints_the_table(reference):
     assert (workdir / name).read_bytes()[:8] == PNG
   assert json.loads((workdir / "config.json").read_text())["data"]["name"] == "digits"
   assert "test error" in reference.stdout and "Dense_0/kernel" in reference.stdout
+  assert f"validation error {summary['validation_error']:.2%}" in reference.stdout
   assert "loss=" in reference.stderr and "sparsity=" in reference.stderr  # the progress bar
 
 
@@ -131,7 +146,7 @@ def test_the_loop_runs_the_frozen_step_exactly_where_the_masks_stay(tmp_path, mo
   monkeypatch.setattr(input_pipeline.TrainFeed, "jit_step", counted)
   config = load_config("default", small(train__num_steps=12, checkpoint__enabled=False))
   train_and_evaluate(config, tmp_path / "frozen", verbose=False)
-  updates = int(optim.mask_update_steps(config, 22, 12).sum())
+  updates = int(optim.mask_update_steps(config, 20, 12).sum())
   assert 0 < updates < 12 and calls == {False: updates, True: 12 - updates}
   calls.update({False: 0, True: 0})
   with config.unlocked():
@@ -142,7 +157,7 @@ def test_the_loop_runs_the_frozen_step_exactly_where_the_masks_stay(tmp_path, mo
 
 def test_mask_update_steps_follow_the_schedule():
   config = load_config("default", small())
-  steps = optim.mask_update_steps(config, steps_per_epoch=22, total_steps=60)
+  steps = optim.mask_update_steps(config, steps_per_epoch=20, total_steps=60)
   assert np.flatnonzero(steps).tolist() == list(range(4, 41, 4))
 
 
@@ -185,7 +200,7 @@ def test_the_fallback_run_uses_the_digits_settings_and_prints_the_notice_once(
   changed = {
     "train.num_epochs": 30.0,
     "train.eval_every_epochs": 5.0,
-    "train.log_every_steps": 11,
+    "train.log_every_steps": 10,
     "pruning.schedule.begin": 2.0,
     "pruning.schedule.end": 20.0,
     "pruning.schedule.every": 1.0,
