@@ -138,16 +138,21 @@ def test_the_validation_split_depends_on_its_seed_only():
 
 
 def test_a_streamed_split_gives_a_streamed_validation_split(prepared_mnist, monkeypatch):
-  data_dir, arrays = prepared_mnist
+  data_dir, _ = prepared_mnist
+  in_memory = split_validation(load("mnist", "train", data_dir=data_dir), 0.2, seed=3)
   monkeypatch.setattr(loading_lib, "IN_MEMORY_LIMIT_BYTES", 0)
   streamed = load("mnist", "train", data_dir=data_dir)
   train, validation = split_validation(streamed, 0.2, seed=3)
   assert not train.in_memory and not validation.in_memory
   assert (train.num_examples, validation.num_examples) == (40, 10)
   held = np.sort(np.random.default_rng(3).permutation(50)[:10])
-  images, labels = arrays["train"]
-  np.testing.assert_array_equal(validation.raw(np.arange(10))[0][..., 0], images[held])
-  np.testing.assert_array_equal(validation.raw(np.arange(10))[1], labels[held])
+  for got, want in zip(validation.raw(np.arange(10)), streamed.raw(held), strict=True):
+    np.testing.assert_array_equal(got, want)
+  # The same examples as the split of the in-memory dataset, in the same order.
+  for a, b in zip((train, validation), in_memory, strict=True):
+    np.testing.assert_array_equal(
+      a[np.arange(a.num_examples)]["image"], b[np.arange(b.num_examples)]["image"]
+    )
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, 0.0001, -0.1])

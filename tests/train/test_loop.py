@@ -246,12 +246,40 @@ def test_device_resident_and_host_batches_visit_the_same_examples():
     host.close()
 
 
-def test_the_loop_compiles_ahead_for_host_batches_too(tmp_path):
+@pytest.mark.parametrize("on_device", [False, True])
+def test_the_loop_compiles_both_steps_ahead_and_calls_only_those(tmp_path, monkeypatch, on_device):
+  # 10 steps, masks updated at steps 4 and 8: the mask-updating step and the frozen one are
+  # both compiled before the loop (from abstract states), and the loop calls nothing else.
+  built, calls = [], {False: 0, True: 0}
+  build = input_pipeline.TrainFeed.jit_step
+
+  def recording(self, step_fn, shardings, out_shardings, state=None):
+    frozen = bool(step_fn.keywords.get("masks_frozen"))
+    built.append((frozen, state is not None, self.on_device))
+    run = build(self, step_fn, shardings, out_shardings, state)
+    if not self.on_device:
+      assert isinstance(run, jax.stages.Compiled)  # compiled, not merely jitted
+
+    def step(state, batch):
+      calls[frozen] += 1
+      return run(state, batch)
+
+    return step
+
+  monkeypatch.setattr(input_pipeline.TrainFeed, "jit_step", recording)
   config = load_config(
-    "default", small(train__num_steps=6, checkpoint__enabled=False, data__on_device=False)
+    "default", small(train__num_steps=10, checkpoint__enabled=False, data__on_device=on_device)
   )
   summary = train_and_evaluate(config, tmp_path, verbose=False)
-  assert summary["steps"] == 6 and summary["steps_per_second"] > 0
+  assert built == [(False, True, on_device), (True, True, on_device)]
+  updates = np.flatnonzero(optim.mask_update_steps(config, 20, 10)).tolist()
+  assert updates == [4, 8] and calls == {False: 2, True: 8}
+  # The polynomial schedule (begin 4, end 40, power 3) at step 8, per kernel, exactly.
+  target = 0.9 * (1 - (1 - (8 - 4) / (40 - 4)) ** 3)
+  sizes = [64 * 300, 300 * 100, 100 * 10]
+  pruned = [n - int(jaxprune.masks.num_to_keep(n, target)) for n in sizes]
+  assert summary["steps"] == 10
+  assert summary["sparsity"] == pytest.approx(sum(pruned) / sum(sizes), abs=1e-12)
 
 
 def test_the_wanda_config_prunes_every_output_neuron_alike_in_the_loop(tmp_path):
