@@ -15,8 +15,10 @@ setup() {
   want="$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-      -c requirements.lock -e ".[test]"
+    # setuptools reports every editable install as a warning ("Editable installation.",
+    # informational only); silence that one so set-up prints nothing unless something is wrong.
+    PYTHONWARNINGS="ignore:Editable installation." "$VENV/bin/python" -m pip install -q \
+      --disable-pip-version-check -c requirements.lock -e ".[test]"
     echo "$want" >"$stamp"
   fi
 }

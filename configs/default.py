@@ -21,6 +21,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.source_dir = ""  # IDX files to prepare from; "" = auto-detect ../shared/data/mnist.
   config.data.download = False  # Allow downloading the dataset if not prepared (needs network).
   config.data.fallback = "digits"  # Used, with a notice, if `name` is unavailable; "" = fail.
+  # On the fallback, fields configs/<this>.py sets differently from this file replace the ones
+  # a config left at their default (run length, schedule, intervals); "" = keep them all.
+  config.data.fallback_config = "digits"
+  config.data.validation_fraction = 0.1  # Share of train held out to evaluate during training.
+  config.data.validation_seed = 0  # Seed of that draw (fixed: every run validates alike).
   config.data.on_device = True  # Keep in-memory splits on device; steps gather their batch.
   config.data.prefetch = 2  # Batches put on device ahead of the step (when not on_device).
 
@@ -43,8 +48,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 128  # Global batch size (split over devices).
   config.train.num_epochs = 20.0  # Length of the run in epochs (fractions allowed).
   config.train.num_steps = -1  # If > 0, the length in steps instead of epochs.
-  config.train.eval_batch_size = 1000  # Batch size of the test-set evaluation.
-  config.train.eval_every_epochs = 2.0  # Evaluate on the test split this often (and at the end).
+  config.train.eval_batch_size = 1000  # Batch size of the evaluations.
+  # Evaluate on the validation split this often (and at the end); the test split is
+  # evaluated once, at the end (during training too if validation_fraction is 0).
+  config.train.eval_every_epochs = 2.0
   config.train.log_every_steps = 100  # Write training metrics and refresh the bar this often.
   config.train.label_smoothing = 0.0  # Label smoothing of the training loss.
   config.train.penalty = ""  # Loss penalty: "" (none), "kl" (variational dropout) or "l0".

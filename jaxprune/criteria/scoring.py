@@ -48,8 +48,8 @@ def classification_loss(
     >>> import jax.numpy as jnp, jaxprune
     >>> loss_fn = jaxprune.criteria.classification_loss(lambda p, x: x @ p["w"], temperature=2.0)
     >>> batch = {"image": jnp.ones((4, 3)), "label": jnp.zeros(4, jnp.int32)}
-    >>> float(loss_fn({"w": jnp.zeros((3, 5))}, batch))  # uniform softmax: log 5
-    1.609...
+    >>> round(float(loss_fn({"w": jnp.zeros((3, 5))}, batch)), 6)  # uniform softmax: log 5
+    1.609438
 
   References:
     Wang, Zhang, Grosse. Picking Winning Tickets Before Training by Preserving Gradient

@@ -14,7 +14,7 @@ Example:
 """
 
 from jaxprune.data.batching import BatchIterator, eval_batches
-from jaxprune.data.dataset import Dataset
+from jaxprune.data.dataset import Dataset, split_validation
 from jaxprune.data.idx import read_idx
 from jaxprune.data.loading import load
 from jaxprune.data.prefetch import prefetch_to_device
@@ -38,4 +38,5 @@ __all__ = [
   "prefetch_to_device",
   "prepare",
   "read_idx",
+  "split_validation",
 ]

@@ -68,6 +68,20 @@ class SourceReader:
     return ArrayReader(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
 
 
+class SubsetReader:
+  """Reads the examples ``indices`` of another reader, renumbered ``0 .. len(indices) - 1``."""
+
+  def __init__(self, reader: Reader, indices: np.ndarray):
+    self.reader = reader
+    self.indices = np.asarray(indices, np.int64)
+
+  def __len__(self) -> int:
+    return len(self.indices)
+
+  def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return self.reader.read(self.indices[np.asarray(indices)])
+
+
 class Dataset:
   """One split of an image-classification dataset, indexed by arrays of example indices.
 
@@ -126,6 +140,26 @@ class Dataset:
     images, labels = self._reader.read(self._check_indices(indices))
     return images, labels.astype(np.int32)
 
+  def subset(self, indices: np.ndarray, split: str) -> Dataset:
+    """The examples at ``indices`` (in that order) as a dataset named ``split``.
+
+    An in-memory dataset gives an in-memory subset (the arrays are copied); a streamed
+    one reads through to its source.
+
+    Example:
+      >>> from jaxprune.data import load
+      >>> ds = load("digits", "test")
+      >>> part = ds.subset(np.array([5, 2]), "part")
+      >>> part.num_examples, part.split, part.raw(np.arange(2))[1].tolist()
+      (2, 'part', [7, 4])
+      >>> ds.raw(np.array([5, 2]))[1].tolist()
+      [7, 4]
+    """
+    indices = self._check_indices(indices)
+    if self.in_memory:
+      return Dataset(self.spec, split, ArrayReader(*self._reader.read(indices)))
+    return Dataset(self.spec, split, SubsetReader(self._reader, indices))
+
   def __getitem__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     images, labels = self.raw(indices)
     images = images.astype(np.float32) * self._scale - self._shift
@@ -151,3 +185,42 @@ class Dataset:
       f"Dataset({self.name!r}, split={self.split!r}, num_examples={self.num_examples}, "
       f"image_shape={self.image_shape}, {where})"
     )
+
+
+def split_validation(dataset: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset]:
+  """Holds out ``round(fraction * n)`` examples of ``dataset`` for validation.
+
+  The held-out examples are a uniformly random subset drawn with ``seed`` alone (not the
+  run's seed), so every run of a dataset, whatever its seed, validates on the same
+  examples. Both parts keep the examples' original order.
+
+  Args:
+    dataset: the training split.
+    fraction: share held out, in ``(0, 1)``.
+    seed: seed of the draw.
+
+  Returns:
+    ``(train, validation)``, disjoint, together the whole of ``dataset``; their ``split``
+    names are ``"train"`` and ``"validation"``.
+
+  Raises:
+    ValueError: if either part would be empty.
+
+  Example:
+    >>> from jaxprune.data import load
+    >>> train, validation = split_validation(load("digits", "train"), 0.1)
+    >>> train.num_examples, validation.num_examples, validation.split
+    (1293, 144, 'validation')
+  """
+  n = dataset.num_examples
+  n_val = int(round(float(fraction) * n))
+  if not 0 < n_val < n:
+    raise ValueError(
+      f"validation_fraction={fraction} holds out {n_val} of the {n} examples of "
+      f"{dataset.name}/{dataset.split}; expected a fraction leaving both parts non-empty, "
+      "e.g. --config.data.validation_fraction=0.1 (or 0.0 for no validation split)."
+    )
+  order = np.random.default_rng(seed).permutation(n)
+  held = np.sort(order[:n_val])
+  kept = np.sort(order[n_val:])
+  return dataset.subset(kept, "train"), dataset.subset(held, "validation")

@@ -10,11 +10,18 @@ its final name only once complete, and older steps are deleted only after a newe
 committed. A process killed mid-save leaves at most an uncommitted temporary directory,
 which restoring ignores (the last committed step is restored) and which is deleted
 before the next save.
+
+A committed step can still be damaged afterwards (a full disk or a failing bucket leaves
+truncated data files behind its commit marker). `Checkpointer.restore` then falls back to
+the newest step that restores, prints which steps it skipped and why, and moves each
+skipped one aside to ``<step>.damaged`` (kept for inspection; orbax ignores the name, so
+it is neither restored, overwritten nor deleted).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -130,34 +137,78 @@ class Checkpointer:
   def restore(
     self, target: PyTree, step: int | None = None
   ) -> tuple[PyTree, dict[str, Any]] | None:
-    """Restores ``step`` (default: the latest) into the structure of ``target``.
+    """Restores ``step`` (default: the newest that restores) into the structure of ``target``.
+
+    Without ``step``, committed steps are tried newest first. A step that fails to restore
+    while an older one restores is damaged (e.g. truncated data files): it is reported on
+    stderr and moved aside to ``<step>.damaged`` for inspection.
 
     Args:
       target: a state built by the same create function (concrete, or abstract with
         shardings from `abstract_like`); restored arrays take its shardings.
-      step: which step; None for the latest.
+      step: which step; None for the newest that restores.
 
     Returns:
       ``(state, data_state)``, or None when there is no checkpoint.
 
     Raises:
-      CheckpointMismatchError: if the checkpoint's arrays do not fit ``target``.
+      CheckpointMismatchError: if ``step`` (or, without ``step``, every committed step)
+        fails to restore into ``target``.
     """
-    step = self.latest_step() if step is None else step
-    if step is None:
+    if step is not None:
+      try:
+        return self._restore_step(target, step)
+      except (ValueError, KeyError, TypeError) as error:
+        raise self._mismatch(step, error) from error
+    steps = self.all_steps()[::-1]
+    failed: list[tuple[int, Exception]] = []
+    for candidate in steps:
+      try:
+        restored = self._restore_step(target, candidate)
+      except Exception as error:  # any failure: try the next older step
+        failed.append((candidate, error))
+        continue
+      for bad, error in failed:
+        self._set_aside(bad, error, candidate)
+      if failed:
+        self._manager.reload()
+      return restored
+    if not failed:
       return None
+    newest, error = failed[0]
+    raise self._mismatch(newest, error, tried=len(failed)) from error
+
+  def _restore_step(self, target: PyTree, step: int) -> tuple[PyTree, dict[str, Any]]:
     target = jax.tree.map(_abstract, target)
     args = ocp.args.Composite(state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore())
-    try:
-      restored = self._manager.restore(step, args=args)
-    except (ValueError, KeyError, TypeError) as error:
-      raise CheckpointMismatchError(
-        f"The checkpoint of step {step} in {os.fspath(self.directory)!r} does not fit the "
-        f"state built from this config ({type(error).__name__}: {error}). It was written by "
-        "a run with another model, optimizer or pruning setup. Use a new --workdir, or "
-        f"delete {os.fspath(self.directory)!r} to start over."
-      ) from error
+    restored = self._manager.restore(step, args=args)
     return restored.state, dict(restored.data)
+
+  def _mismatch(self, step: int, error: Exception, tried: int = 1) -> CheckpointMismatchError:
+    every = f" (nor did the {tried - 1} older ones)" if tried > 1 else ""
+    return CheckpointMismatchError(
+      f"The checkpoint of step {step} in {os.fspath(self.directory)!r} does not restore into "
+      f"the state built from this config{every} ({type(error).__name__}: {error}). It was "
+      "written by a run with another model, optimizer or pruning setup, or it is damaged. Use "
+      f"a new --workdir, or delete {os.fspath(self.directory)!r} to start over."
+    )
+
+  def _set_aside(self, step: int, error: Exception, restored: int) -> None:
+    """Renames a damaged step folder to ``<step>.damaged`` and says so."""
+    source = self.directory / str(step)
+    dest = source.with_name(f"{step}.damaged")
+    n = 1
+    while dest.exists():
+      dest, n = source.with_name(f"{step}.damaged-{n}"), n + 1
+    if jax.process_index() == 0:
+      source.rename(dest)
+    reason = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+    message = (
+      f"WARNING: checkpoint step {step} in {os.fspath(self.directory)!r} is damaged and was "
+      f"skipped ({reason}); resuming from step {restored}. The damaged step was moved to "
+      f"{os.fspath(dest)!r} for inspection."
+    )
+    print(message, file=sys.stderr, flush=True)
 
   def wait(self) -> None:
     """Blocks until background writes are committed."""

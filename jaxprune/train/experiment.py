@@ -30,7 +30,7 @@ class Experiment:
 
   Attributes:
     config: the config it was built from.
-    splits: the train and test datasets (`input_pipeline.Splits`).
+    splits: the train, validation and test datasets (`input_pipeline.Splits`).
     model: the Flax model.
     tx: the optimizer (``jaxprune.masked(inner, ...)`` unless pruning is disabled).
     learning_rate: the learning-rate schedule (step -> value).
@@ -76,8 +76,89 @@ def run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
   return max(int(round(float(config.train.num_epochs) * steps_per_epoch)), 1)
 
 
+def _flat(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, object]:
+  out: dict[str, object] = {}
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict) and len(value):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def fallback_settings(
+  config: ml_collections.ConfigDict, dataset: str
+) -> tuple[ml_collections.ConfigDict, dict[str, object]]:
+  """``config`` for a run on the fallback ``dataset``, with settings that suit it.
+
+  The fields that ``configs/<config.data.fallback_config>.py`` sets differently from
+  ``configs/default.py`` (run length, evaluation and pruning schedule in epochs of the
+  fallback data...) replace the values ``config`` still has at their default; values the
+  config chose itself (its own file or command-line overrides) are kept.
+
+  Args:
+    config: the run's config.
+    dataset: the dataset the run falls back to.
+
+  Returns:
+    ``(new config, {dotted field: value} of the settings it changed)``.
+
+  Example:
+    >>> from jaxprune.train.config import load_config
+    >>> config = load_config("default", {"train.num_epochs": 5.0})
+    >>> new, changed = fallback_settings(config, "digits")
+    >>> new.data.name, new.train.num_epochs, changed["pruning.schedule.end"]
+    ('digits', 5.0, 20.0)
+  """
+  from jaxprune.train.config import load_config
+
+  new = config.copy_and_resolve_references()
+  changed: dict[str, object] = {}
+  with new.unlocked():
+    new.data.name = dataset
+    if config.data.get("fallback_config"):
+      base = _flat(load_config("default"))
+      alt = _flat(load_config(config.data.fallback_config))
+      current = _flat(config)
+      for path, value in alt.items():
+        if path == "data.name" or path not in base or path not in current:
+          continue
+        if value != base[path] and current[path] == base[path]:
+          *parents, leaf = path.split(".")
+          node = new
+          for name in parents:
+            node = node[name]
+          node[leaf] = value
+          changed[path] = value
+  new.lock()
+  return new, changed
+
+
+def resolve_data(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, str | None]:
+  """The config a run really uses: on the fallback dataset if ``data.name`` is unavailable.
+
+  Returns:
+    ``(config, notice)``: ``config`` itself and None when the dataset is available, else
+    `fallback_settings` of it and the notice saying what was substituted.
+  """
+  name, notice = input_pipeline.resolve(config.data)
+  if name == config.data.name:
+    return config, None
+  new, changed = fallback_settings(config, name)
+  if changed:
+    fields = ", ".join(f"{k}={v}" for k, v in changed.items())
+    notice += (
+      f" Settings for {name!r} from configs/{config.data.fallback_config}.py (fields this "
+      f"config left at their defaults): {fields}."
+    )
+  return new, notice
+
+
 def build(config: ml_collections.ConfigDict, *, verbose: bool = True) -> Experiment:
   """Loads the data and builds the model and optimizer of ``config``.
+
+  If ``config.data.name`` is unavailable and the config names a fallback, the experiment
+  is built from `resolve_data`'s config (``Experiment.config``), not ``config``.
 
   Args:
     config: the experiment config.
@@ -90,9 +171,14 @@ def build(config: ml_collections.ConfigDict, *, verbose: bool = True) -> Experim
     >>> from jaxprune.train.config import load_config
     >>> exp = build(load_config("digits"))
     >>> exp.splits.name, exp.steps_per_epoch, exp.total_steps, exp.input_shape
-    ('digits', 11, 330, (8, 8, 1))
+    ('digits', 10, 300, (8, 8, 1))
   """
-  splits = input_pipeline.load_splits(config.data, verbose=verbose)
+  config, notice = resolve_data(config)
+  if notice and verbose:
+    print(notice, file=sys.stderr, flush=True)
+  splits = dataclasses.replace(
+    input_pipeline.load_splits(config.data, verbose=False), notice=notice
+  )
   train = splits.train
   batch_size = int(config.train.batch_size)
   if not 1 <= batch_size <= train.num_examples:

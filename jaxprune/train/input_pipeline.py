@@ -33,13 +33,16 @@ class Splits:
   """The datasets of a run.
 
   Attributes:
-    train: the training split.
-    test: the evaluation split.
+    train: the training split (without the validation examples).
+    test: the test split, evaluated once at the end of a run.
+    validation: examples held out from the training split (``data.validation_fraction``)
+      and evaluated during training; None when the fraction is 0.
     notice: what was substituted for the configured dataset, if anything (else None).
   """
 
   train: jdata.Dataset
   test: jdata.Dataset
+  validation: jdata.Dataset | None = None
   notice: str | None = None
 
   @property
@@ -85,7 +88,11 @@ def resolve(data: ml_collections.ConfigDict) -> tuple[str, str | None]:
 
 
 def load_splits(data: ml_collections.ConfigDict, *, verbose: bool = True) -> Splits:
-  """Resolves the dataset (see `resolve`) and loads its ``train`` and ``test`` splits.
+  """Resolves the dataset (see `resolve`) and loads its train, validation and test splits.
+
+  ``data.validation_fraction`` of the training split (drawn with ``data.validation_seed``,
+  see `jaxprune.data.split_validation`) is held out as the validation split; 0 holds out
+  nothing.
 
   Args:
     data: ``config.data``.
@@ -97,10 +104,13 @@ def load_splits(data: ml_collections.ConfigDict, *, verbose: bool = True) -> Spl
   Example:
     >>> import ml_collections
     >>> data = ml_collections.ConfigDict(dict(name="digits", data_dir="", source_dir="",
-    ...                                       download=False, fallback=""))
+    ...                                       download=False, fallback="",
+    ...                                       validation_fraction=0.1, validation_seed=0))
     >>> splits = load_splits(data)
-    >>> splits.name, splits.train.num_examples, splits.test.num_examples
-    ('digits', 1437, 360)
+    >>> splits.name, splits.train.num_examples, splits.validation.num_examples
+    ('digits', 1293, 144)
+    >>> splits.test.num_examples
+    360
   """
   name, notice = resolve(data)
   if notice and verbose:
@@ -108,7 +118,11 @@ def load_splits(data: ml_collections.ConfigDict, *, verbose: bool = True) -> Spl
   data_dir = (data.data_dir or None) if _needs_files(name) else None
   train = jdata.load(name, "train", data_dir=data_dir)
   test = jdata.load(name, "test", data_dir=data_dir)
-  return Splits(train, test, notice)
+  validation = None
+  fraction = float(data.get("validation_fraction", 0.0))
+  if fraction > 0:
+    train, validation = jdata.split_validation(train, fraction, int(data.get("validation_seed", 0)))
+  return Splits(train, test, validation, notice)
 
 
 class Indices:

@@ -5,10 +5,14 @@ optimizer and the train state, resumes from ``<workdir>/checkpoints`` if a check
 there, and trains with a progress bar showing loss, accuracy and sparsity. It writes
 into ``workdir``:
 
-* ``metrics.jsonl``: training metrics every ``log_every_steps`` steps and test metrics
-  every ``eval_every_epochs`` epochs (appended and flushed line by line);
+* ``metrics.jsonl``: training metrics every ``log_every_steps`` steps, validation metrics
+  (``validation_loss``, ``validation_accuracy``) every ``eval_every_epochs`` epochs and
+  at the end, and test metrics (``test_loss``, ``test_accuracy``) once, at the last step
+  (appended and flushed line by line). With ``data.validation_fraction=0`` there is no
+  validation split and the test split is evaluated at every evaluation instead;
 * ``checkpoints/``: orbax checkpoints every ``checkpoint.every_steps`` steps and at the end;
-* ``summary.json``: final test loss / accuracy / error, per-layer and total sparsity,
+* ``summary.json``: final validation and test loss / accuracy / error (the validation
+  examples are held out from the training split), per-layer and total sparsity,
   remaining parameters, compression, dense and remaining FLOPs, speedup, wall time, and
   throughput: ``steps_per_second`` and ``cpu_seconds_per_step`` (from the end of the
   first step to the end of the loop, leaving out the evaluations, whose total is
@@ -89,8 +93,9 @@ def train_and_evaluate(
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   exp = experiment.build(config, verbose=verbose)
+  config = exp.config  # on the fallback dataset, with its settings, if it fell back
   splits, model, lr = exp.splits, exp.model, exp.learning_rate
-  train_ds, test_ds = splits.train, splits.test
+  train_ds, test_ds, val_ds = splits.train, splits.test, splits.validation
   batch_size, steps_per_epoch, total_steps = (
     int(config.train.batch_size),
     exp.steps_per_epoch,
@@ -173,8 +178,12 @@ def train_and_evaluate(
   )
   put = lambda batch: sharding.global_batch(batch, data_sharding)
 
-  def run_eval(state):
-    return evaluation.evaluate(p_eval, state, test_ds, int(config.train.eval_batch_size), put)
+  def run_eval(state, dataset):
+    return evaluation.evaluate(p_eval, state, dataset, int(config.train.eval_batch_size), put)
+
+  # Evaluations during training use the validation split; the test split is evaluated
+  # once, at the end (at every evaluation when there is no validation split).
+  eval_ds, eval_name = (val_ds, "validation") if val_ds is not None else (test_ds, "test")
 
   log_every = max(int(config.train.log_every_steps), 1)
   eval_every = max(int(round(float(config.train.eval_every_epochs) * steps_per_epoch)), 1)
@@ -189,7 +198,7 @@ def train_and_evaluate(
     disable=not config.report.progress,
   )
   window: list[dict[str, jax.Array]] = []
-  last_test, postfix = None, {}
+  last_test, last_val, postfix = None, None, {}
   # Throughput is timed from the end of the first step; evaluations are left out of it.
   input_wait, timed_steps, timed_from, cpu_from = 0.0, 0, None, 0.0
   eval_wall, eval_cpu = 0.0, 0.0
@@ -218,10 +227,18 @@ def train_and_evaluate(
       if done % eval_every == 0 or done == total_steps:
         jax.block_until_ready(state)  # the steps still queued are training time
         wall_0, cpu_0 = time.perf_counter(), time.process_time()
-        last_test = run_eval(state)
+        result = run_eval(state, eval_ds)
+        record[f"{eval_name}_loss"] = result["loss"]
+        record[f"{eval_name}_accuracy"] = result["accuracy"]
+        if val_ds is None:
+          last_test = result
+        else:
+          last_val = result
+          if done == total_steps:
+            last_test = run_eval(state, test_ds)
+            record["test_loss"], record["test_accuracy"] = last_test["loss"], last_test["accuracy"]
         eval_wall += time.perf_counter() - wall_0
         eval_cpu += time.process_time() - cpu_0
-        record["test_loss"], record["test_accuracy"] = last_test["loss"], last_test["accuracy"]
       if record:
         log.write({"step": done, "epoch": done / steps_per_epoch, **record})
         postfix.update(_postfix(record))
@@ -240,7 +257,8 @@ def train_and_evaluate(
 
   timed = loop_end - timed_from - eval_wall if timed_steps and timed_from is not None else 0.0
   if last_test is None:  # Resumed a finished run: nothing trained, evaluate once more.
-    last_test = run_eval(state)
+    last_test = run_eval(state, test_ds)
+    last_val = None if val_ds is None else run_eval(state, val_ds)
   summary = {
     "dataset": train_ds.name,
     "notice": splits.notice,
@@ -252,6 +270,12 @@ def train_and_evaluate(
     "epochs": int(state.step) / steps_per_epoch,
     "devices": mesh.size,
     "resumed_from_step": start_step if restored else None,
+    "train_examples": train_ds.num_examples,
+    "validation_examples": 0 if val_ds is None else val_ds.num_examples,
+    "test_examples": test_ds.num_examples,
+    "validation_loss": None if last_val is None else last_val["loss"],
+    "validation_accuracy": None if last_val is None else last_val["accuracy"],
+    "validation_error": None if last_val is None else last_val["error"],
     **evaluation.summarize(state, model, exp.input_shape, last_test),
     "steps_per_second": timed_steps / timed if timed else None,
     "input_wait_fraction": input_wait / timed if timed else None,
@@ -265,8 +289,6 @@ def train_and_evaluate(
     report.plot_curves(read_metrics(workdir / "metrics.jsonl"), workdir / "curves.png")
     report.plot_layer_sparsity(summary, workdir / "layer_sparsity.png")
   if verbose:
-    if splits.notice:
-      print(splits.notice)
     print(report.format_table(summary))
     print(f"wall time {summary['wall_time_s']:.1f}s; results in {os.fspath(workdir)}")
     sys.stdout.flush()
@@ -285,6 +307,8 @@ def _postfix(record: dict[str, Any]) -> dict[str, str]:
     out["loss"] = f"{record['train_loss']:.3f}"
     out["acc"] = f"{record['train_accuracy']:.3f}"
     out["sparsity"] = f"{record['sparsity']:.3f}"
+  if "validation_accuracy" in record:
+    out["val_acc"] = f"{record['validation_accuracy']:.4f}"
   if "test_accuracy" in record:
     out["test_acc"] = f"{record['test_accuracy']:.4f}"
   return out

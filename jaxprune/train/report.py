@@ -24,8 +24,9 @@ def plot_curves(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> P
   """Loss, accuracy and sparsity against the step, from ``metrics.jsonl`` records.
 
   Args:
-    records: dicts with ``step`` and any of ``train_loss``, ``test_loss``,
-      ``train_accuracy``, ``test_accuracy``, ``sparsity``.
+    records: dicts with ``step`` and any of ``train_loss``, ``validation_loss``,
+      ``test_loss``, ``train_accuracy``, ``validation_accuracy``, ``test_accuracy``,
+      ``sparsity``.
     path: the PNG to write.
 
   Returns:
@@ -33,11 +34,12 @@ def plot_curves(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> P
   """
   fig = Figure(figsize=(13, 3.6))
   axes = fig.subplots(1, 3)
-  for key, label in (("train_loss", "train"), ("test_loss", "test")):
-    axes[0].plot(*_series(records, key), label=label, marker="." if key == "test_loss" else None)
+  for i, metric in enumerate(("loss", "accuracy")):
+    for split in ("train", "validation", "test"):
+      steps, values = _series(records, f"{split}_{metric}")
+      if steps:
+        axes[i].plot(steps, values, label=split, marker=None if split == "train" else ".")
   axes[0].set(title="loss", xlabel="step", yscale="log")
-  for key, label in (("train_accuracy", "train"), ("test_accuracy", "test")):
-    axes[1].plot(*_series(records, key), label=label, marker="." if "test" in key else None)
   axes[1].set(title="accuracy", xlabel="step")
   axes[2].plot(*_series(records, "sparsity"), color="tab:red")
   axes[2].set(title="sparsity of pruned layers", xlabel="step", ylim=(0, 1))
@@ -98,6 +100,7 @@ def format_table(summary: dict[str, Any]) -> str:
     ...   "layers": {"Dense_0/kernel": {"shape": [4, 2], "size": 8, "nonzero": 2,
     ...                                 "sparsity": 0.75}},
     ...   "flops_layers": {"Dense_0/kernel": {"dense": 8, "remaining": 2.0}},
+    ...   "validation_error": 0.03, "validation_accuracy": 0.97, "validation_loss": 0.09,
     ...   "test_error": 0.02, "test_accuracy": 0.98, "test_loss": 0.07, "sparsity": 0.75,
     ...   "total_sparsity": 0.75, "params_total": 8, "params_remaining": 2,
     ...   "compression": 4.0, "flops_dense": 8, "flops_remaining": 2.0, "speedup": 4.0}))
@@ -107,6 +110,7 @@ def format_table(summary: dict[str, Any]) -> str:
     --------------------------------------------------------------------------------------------
     total                                    8           2    75.00%             8             2
     <BLANKLINE>
+    validation error 3.00% (accuracy 97.00%, loss 0.0900)
     test error 2.00% (accuracy 98.00%, loss 0.0700)
     sparsity 75.00% of pruned weights, 75.00% of all parameters
     compression 4.00x (2 of 8 parameters remain)
@@ -136,6 +140,14 @@ def format_table(summary: dict[str, Any]) -> str:
   )
   lines += [
     "",
+    *(
+      [
+        f"validation error {summary['validation_error']:.2%} (accuracy "
+        f"{summary['validation_accuracy']:.2%}, loss {summary['validation_loss']:.4f})"
+      ]
+      if summary.get("validation_accuracy") is not None
+      else []
+    ),
     f"test error {summary['test_error']:.2%} (accuracy {summary['test_accuracy']:.2%}, "
     f"loss {summary['test_loss']:.4f})",
     f"sparsity {summary['sparsity']:.2%} of pruned weights, {summary['total_sparsity']:.2%} of "

@@ -3,10 +3,11 @@
 ``jaxprune-sweep --config configs/channels.py --workdir runs/sweep
 --structures=unstructured,channels`` trains one run per (structure, criterion, sparsity)
 in ``<workdir>/<structure>-<criterion>-s<sparsity>/`` plus a dense baseline, then writes
-``results.csv`` (one row per run), ``results.md`` (test accuracy, one column per
-structure and criterion) and ``accuracy_vs_sparsity.png``. Finished runs (with a
-``summary.json``) are reused, and interrupted ones resume from their checkpoints, so a
-sweep can be restarted with the same command.
+``results.csv`` (one row per run), ``results.md`` (test accuracy with the validation
+accuracy in parentheses, one column per structure and criterion) and
+``accuracy_vs_sparsity.png``. Finished runs (with a ``summary.json``) are reused, and
+interrupted ones resume from their checkpoints, so a sweep can be restarted with the same
+command.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ COLUMNS = (
   "criterion",
   "target_sparsity",
   "sparsity",
+  "validation_accuracy",
   "test_accuracy",
   "test_error",
   "accuracy_drop",
@@ -120,6 +122,7 @@ def run_sweep(
         "criterion": criterion if sparsity else "-",
         "target_sparsity": sparsity,
         "sparsity": summary["sparsity"],
+        "validation_accuracy": summary.get("validation_accuracy"),
         "test_accuracy": summary["test_accuracy"],
         "test_error": summary["test_error"],
         "accuracy_drop": None if baseline is None else baseline - summary["test_accuracy"],
@@ -159,25 +162,34 @@ def _series(rows: Sequence[dict[str, Any]]) -> dict[str, dict[float, dict[str, A
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
   """Test accuracy (%) by target sparsity (rows) and structure / criterion (columns).
 
+  A run with a validation split shows its validation accuracy (%) in parentheses.
+
   Example:
     >>> rows = [dict(structure="unstructured", criterion="magnitude", target_sparsity=0.5,
-    ...              test_accuracy=0.98)]
+    ...              test_accuracy=0.98, validation_accuracy=0.975)]
     >>> print(markdown_table(rows))
     | sparsity | unstructured / magnitude |
     |---|---|
-    | 0.5 | 98.00 |
+    | 0.5 | 98.00 (97.50) |
   """
   series = _series(rows)
   dense = [r for r in rows if r["target_sparsity"] == 0]
   names = list(series)
   lines = ["| sparsity | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
   if dense:
-    acc = f"{100 * dense[0]['test_accuracy']:.2f}"
+    acc = _cell(dense[0])
     lines.append("| 0 (dense) | " + " | ".join([acc] * len(names)) + " |")
   for s in sorted({k for v in series.values() for k in v}):
-    cells = [f"{100 * series[n][s]['test_accuracy']:.2f}" if s in series[n] else "" for n in names]
+    cells = [_cell(series[n][s]) if s in series[n] else "" for n in names]
     lines.append(f"| {s:g} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
+
+
+def _cell(row: dict[str, Any]) -> str:
+  cell = f"{100 * row['test_accuracy']:.2f}"
+  if row.get("validation_accuracy") is not None:
+    cell += f" ({100 * row['validation_accuracy']:.2f})"
+  return cell
 
 
 def plot_sweep(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:

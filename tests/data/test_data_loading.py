@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from jaxprune.data import Dataset, load
+from jaxprune.data import Dataset, load, split_validation
 from jaxprune.data import loading as loading_lib
 from jaxprune.data.cache import CACHE_FOLDER
 from jaxprune.data.specs import SPECS
@@ -98,3 +98,64 @@ def test_the_default_data_dir_comes_from_the_environment(prepared_mnist, monkeyp
   data_dir, _ = prepared_mnist
   monkeypatch.setenv("JAXPRUNE_DATA_DIR", str(data_dir))
   assert load("mnist", "test").num_examples == 20
+
+
+def _rows(dataset):
+  """Every example of ``dataset`` as bytes (image and label), in order."""
+  images, labels = dataset.raw(np.arange(dataset.num_examples))
+  return [im.tobytes() + bytes([int(lb)]) for im, lb in zip(images, labels, strict=True)]
+
+
+@pytest.mark.parametrize("fraction, n_val", [(0.1, 144), (0.25, 359), (0.5, 718)])
+def test_the_validation_split_is_held_out_of_train_disjoint_and_complete(fraction, n_val):
+  full = load("digits", "train")
+  train, validation = split_validation(full, fraction, seed=0)
+  assert (train.num_examples, validation.num_examples) == (1437 - n_val, n_val)
+  assert (train.split, validation.split) == ("train", "validation")
+  assert train.in_memory and validation.in_memory
+  # Every example is in exactly one part (as a multiset of the original rows).
+  assert sorted(_rows(train) + _rows(validation)) == sorted(_rows(full))
+  # The parts are the original examples at disjoint index sets, each in its original order.
+  order = np.random.default_rng(0).permutation(1437)
+  held, kept = np.sort(order[:n_val]), np.sort(order[n_val:])
+  assert not set(held.tolist()) & set(kept.tolist())
+  for part, indices in ((validation, held), (train, kept)):
+    for got, want in zip(part.raw(np.arange(part.num_examples)), full.raw(indices), strict=True):
+      np.testing.assert_array_equal(got, want)
+
+
+def test_the_validation_split_depends_on_its_seed_only():
+  full = load("digits", "train")
+  a_train, a_val = split_validation(full, 0.1, seed=0)
+  b_train, b_val = split_validation(load("digits", "train"), 0.1, seed=0)
+  assert _rows(a_val) == _rows(b_val) and _rows(a_train) == _rows(b_train)  # across runs
+  _, c_val = split_validation(full, 0.1, seed=1)
+  assert c_val.num_examples == 144 and _rows(c_val) != _rows(a_val)
+  # The first held-out indices of seed 0, fixed for every run and machine.
+  expected = np.sort(np.random.default_rng(0).permutation(1437)[:144])
+  np.testing.assert_array_equal(a_val.raw(np.arange(144))[1], full.raw(expected)[1])
+  np.testing.assert_array_equal(a_val.raw(np.arange(144))[0], full.raw(expected)[0])
+
+
+def test_a_streamed_split_gives_a_streamed_validation_split(prepared_mnist, monkeypatch):
+  data_dir, _ = prepared_mnist
+  in_memory = split_validation(load("mnist", "train", data_dir=data_dir), 0.2, seed=3)
+  monkeypatch.setattr(loading_lib, "IN_MEMORY_LIMIT_BYTES", 0)
+  streamed = load("mnist", "train", data_dir=data_dir)
+  train, validation = split_validation(streamed, 0.2, seed=3)
+  assert not train.in_memory and not validation.in_memory
+  assert (train.num_examples, validation.num_examples) == (40, 10)
+  held = np.sort(np.random.default_rng(3).permutation(50)[:10])
+  for got, want in zip(validation.raw(np.arange(10)), streamed.raw(held), strict=True):
+    np.testing.assert_array_equal(got, want)
+  # The same examples as the split of the in-memory dataset, in the same order.
+  for a, b in zip((train, validation), in_memory, strict=True):
+    np.testing.assert_array_equal(
+      a[np.arange(a.num_examples)]["image"], b[np.arange(b.num_examples)]["image"]
+    )
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 0.0001, -0.1])
+def test_a_validation_fraction_leaving_a_part_empty_is_refused(fraction):
+  with pytest.raises(ValueError, match="validation_fraction"):
+    split_validation(load("digits", "train"), fraction)

@@ -11,6 +11,8 @@ import pytest
 
 import jaxprune
 from jaxprune.train.checkpoint import Checkpointer, CheckpointMismatchError
+from jaxprune.train.experiment import load_state
+from jaxprune.train.loop import train_and_evaluate
 from jaxprune.train.metrics_log import MetricsLog, read_metrics
 
 
@@ -108,3 +110,71 @@ def test_metrics_log_resume_drops_records_after_the_checkpoint_and_torn_lines(tm
   with MetricsLog(path):
     pass
   assert read_metrics(path) == []
+
+
+def _truncate_data_files(step_dir):
+  """Halves every array data file of a committed step, as a full disk leaves them."""
+  files = [p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d"]
+  assert files and (step_dir / "commit_success.txt").exists()
+  for f in files:
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+  return {f.relative_to(step_dir): f.stat().st_size for f in files}
+
+
+def test_a_damaged_latest_step_is_skipped_reported_and_kept_aside(tmp_path, capsys):
+  ckpt = Checkpointer(tmp_path, every_steps=1, keep=3, async_save=False)
+  good = _state()
+  ckpt.save(4, good, {"epoch": 0, "index": 256})
+  ckpt.save(8, _state(seed=5), {"epoch": 0, "index": 512})
+  ckpt.close()
+  sizes = _truncate_data_files(tmp_path / "8")
+  fresh = Checkpointer(tmp_path, every_steps=1, keep=3, async_save=False)
+  restored, data = fresh.restore(jax.eval_shape(_state))
+  _assert_same(restored, good)
+  assert data == {"epoch": 0, "index": 256}
+  err = capsys.readouterr().err
+  assert "checkpoint step 8" in err and "OUT_OF_RANGE" in err and "resuming from step 4" in err
+  aside = tmp_path / "8.damaged"
+  kept = {f.relative_to(aside): f.stat().st_size for f in aside.rglob("*") if f.parent.name == "d"}
+  assert kept == sizes
+  # Training goes on: step 8 is written anew, and the damaged copy is never deleted.
+  assert fresh.all_steps() == [4]
+  for step in (8, 12, 16, 20):
+    assert fresh.save(step, restored, data)
+  fresh.close()
+  assert fresh.all_steps() == [12, 16, 20] and aside.is_dir()
+
+
+def test_when_no_step_restores_the_error_names_the_newest_and_nothing_moves(tmp_path):
+  ckpt = Checkpointer(tmp_path, every_steps=1, async_save=False)
+  ckpt.save(1, _state(), {"epoch": 0, "index": 0})
+  ckpt.save(2, _state(), {"epoch": 0, "index": 0})
+  ckpt.close()
+  other = {"params": {"w": jnp.zeros((4, 4))}, "opt_state": (), "step": 0}
+  with pytest.raises(CheckpointMismatchError, match=r"step 2 .*nor did the 1 older"):
+    Checkpointer(tmp_path, every_steps=1).restore(other)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]
+
+
+@pytest.mark.xdist_group("reference")
+def test_a_run_whose_latest_checkpoint_is_damaged_resumes_from_the_one_before(
+  reference, tmp_path, capsys
+):
+  workdir = tmp_path / "run"
+  shutil.copytree(reference.workdir, workdir)
+  steps = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir())
+  last, before = steps[-1], steps[-2]
+  sizes = _truncate_data_files(workdir / "checkpoints" / str(last))
+  capsys.readouterr()
+  summary = train_and_evaluate(reference.config, workdir, verbose=False)
+  err = capsys.readouterr().err
+  assert f"checkpoint step {last} in" in err and f"resuming from step {before}" in err
+  assert summary["resumed_from_step"] == before and summary["steps"] == last
+  aside = workdir / "checkpoints" / f"{last}.damaged"
+  kept = {f.relative_to(aside): f.stat().st_size for f in aside.rglob("*") if f.parent.name == "d"}
+  assert kept == sizes
+  # The steps from `before` were trained again, to the same state bit for bit.
+  a, b = load_state(reference.config, reference.workdir), load_state(reference.config, workdir)
+  for field in ("step", "params", "opt_state", "batch_stats", "rng"):
+    _assert_same(getattr(a, field), getattr(b, field))
+  assert summary["test_accuracy"] == reference.summary["test_accuracy"]

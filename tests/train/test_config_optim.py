@@ -70,16 +70,26 @@ def test_schedule_in_epochs_becomes_steps():
 
 
 @pytest.mark.parametrize(
-  "spec, cls",
+  "spec, expected",
   [
-    ("unstructured", "Unstructured"),
-    ("channels", "Channels"),
-    ("2:4", "NOfM"),
-    ("block:2x2", "Block"),
+    ("unstructured", jaxprune.structures.unstructured()),
+    ("", jaxprune.structures.unstructured()),
+    ("rows", jaxprune.structures.unstructured(within=-1)),
+    ("channels", jaxprune.structures.channels()),
+    ("2:4", jaxprune.structures.n_of_m(2, 4)),
+    (" 1:8 ", jaxprune.structures.n_of_m(1, 8)),
+    ("block:2x2", jaxprune.structures.block((2, 2))),
+    ("block:4x1", jaxprune.structures.block((4, 1))),
+    ("BLOCK:3x2x2", jaxprune.structures.block((3, 2, 2))),
   ],
 )
-def test_structure_strings(spec, cls):
-  assert type(optim.structure_from_string(spec)).__name__ == cls
+def test_structure_strings(spec, expected):
+  parsed = optim.structure_from_string(spec)
+  assert parsed == expected and type(parsed) is type(expected)
+  if isinstance(expected, jaxprune.structures.NOfM):
+    assert (parsed.n, parsed.m, parsed.axis) == (expected.n, expected.m, None)
+  if isinstance(expected, jaxprune.structures.Block):
+    assert parsed.shape == expected.shape and all(type(d) is int for d in parsed.shape)
 
 
 def test_unknown_names_fail_with_the_valid_choices():

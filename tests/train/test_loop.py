@@ -11,7 +11,7 @@ from trainer_helpers import small
 import jaxprune
 import jaxprune.data as jdata
 from jaxprune.data import preparation
-from jaxprune.train import input_pipeline, optim
+from jaxprune.train import experiment, input_pipeline, optim
 from jaxprune.train.config import load_config
 from jaxprune.train.experiment import load_state
 from jaxprune.train.loop import train_and_evaluate
@@ -32,7 +32,9 @@ def test_the_loop_writes_metrics_summary_plots_and_prints_the_table(reference):
   records = read_metrics(workdir / "metrics.jsonl")
   steps = [r["step"] for r in records]
   assert steps == sorted(set(steps)) and steps[-1] == 60
-  assert [r["step"] for r in records if "test_accuracy" in r] == [22, 44, 60]
+  # Validation every epoch (20 steps of 64 from the 1,293 kept examples), test at the end.
+  assert [r["step"] for r in records if "validation_accuracy" in r] == [20, 40, 60]
+  assert [r["step"] for r in records if "test_accuracy" in r] == [60]
   assert [r["step"] for r in records if "train_loss" in r] == [10, 20, 30, 40, 50, 60]
   assert records[-1]["sparsity"] == pytest.approx(0.9)
 
@@ -41,6 +43,18 @@ def test_the_loop_writes_metrics_summary_plots_and_prints_the_table(reference):
   assert summary["dataset"] == "digits" and summary["steps"] == 60
   assert summary["test_error"] == pytest.approx(1 - summary["test_accuracy"])
   assert summary["test_accuracy"] == records[-1]["test_accuracy"]
+  assert summary["validation_accuracy"] == records[-1]["validation_accuracy"]
+  assert summary["validation_error"] == pytest.approx(1 - summary["validation_accuracy"])
+  counts = (summary["train_examples"], summary["validation_examples"], summary["test_examples"])
+  assert counts == (1293, 144, 360)
+  # Both accuracies are those of the final state on the held-out and the test examples.
+  state = load_state(reference.config, workdir)
+  splits = input_pipeline.load_splits(reference.config.data)
+  for name, dataset in (("validation", splits.validation), ("test", splits.test)):
+    batch = dataset[np.arange(dataset.num_examples)]
+    logits = state.apply_fn({"params": state.params}, batch["image"], train=False)
+    correct = int((np.argmax(logits, -1) == batch["label"]).sum())
+    assert summary[f"{name}_accuracy"] == pytest.approx(correct / dataset.num_examples, abs=1e-9)
   assert summary["sparsity"] == pytest.approx(0.9)
   kernels = {k: v for k, v in summary["layers"].items() if len(v["shape"]) > 1}
   assert all(v["sparsity"] == pytest.approx(0.9, abs=1e-3) for v in kernels.values())
@@ -55,6 +69,7 @@ def test_the_loop_writes_metrics_summary_plots_and_prints_the_table(reference):
     assert (workdir / name).read_bytes()[:8] == PNG
   assert json.loads((workdir / "config.json").read_text())["data"]["name"] == "digits"
   assert "test error" in reference.stdout and "Dense_0/kernel" in reference.stdout
+  assert f"validation error {summary['validation_error']:.2%}" in reference.stdout
   assert "loss=" in reference.stderr and "sparsity=" in reference.stderr  # the progress bar
 
 
@@ -131,7 +146,7 @@ def test_the_loop_runs_the_frozen_step_exactly_where_the_masks_stay(tmp_path, mo
   monkeypatch.setattr(input_pipeline.TrainFeed, "jit_step", counted)
   config = load_config("default", small(train__num_steps=12, checkpoint__enabled=False))
   train_and_evaluate(config, tmp_path / "frozen", verbose=False)
-  updates = int(optim.mask_update_steps(config, 22, 12).sum())
+  updates = int(optim.mask_update_steps(config, 20, 12).sum())
   assert 0 < updates < 12 and calls == {False: updates, True: 12 - updates}
   calls.update({False: 0, True: 0})
   with config.unlocked():
@@ -142,7 +157,7 @@ def test_the_loop_runs_the_frozen_step_exactly_where_the_masks_stay(tmp_path, mo
 
 def test_mask_update_steps_follow_the_schedule():
   config = load_config("default", small())
-  steps = optim.mask_update_steps(config, steps_per_epoch=22, total_steps=60)
+  steps = optim.mask_update_steps(config, steps_per_epoch=20, total_steps=60)
   assert np.flatnonzero(steps).tolist() == list(range(4, 41, 4))
 
 
@@ -159,6 +174,54 @@ def test_mnist_without_files_falls_back_to_digits_with_a_notice(tmp_path, monkey
   with pytest.raises(jdata.DatasetNotPreparedError, match="prepare mnist"):
     input_pipeline.load_splits(data)
   assert not (tmp_path / "tfds").exists()  # nothing was downloaded or written
+
+
+def test_the_fallback_run_uses_the_digits_settings_and_prints_the_notice_once(
+  tmp_path, monkeypatch, capsys
+):
+  monkeypatch.setattr(input_pipeline, "find_source_dir", lambda name: None)
+  monkeypatch.setattr(preparation, "find_source_dir", lambda name: None)
+  # The user's own choices (num_steps here) are kept; what the config inherited from
+  # configs/default.py takes the value configs/digits.py gives it.
+  overrides = {
+    "data.data_dir": str(tmp_path / "tfds"),
+    "train.num_steps": 12,
+    "checkpoint.enabled": False,
+    "report.plots": False,
+    "report.progress": False,
+  }
+  config = load_config("default", overrides)
+  summary = train_and_evaluate(config, tmp_path / "run")
+  out, err = capsys.readouterr()
+  assert (out + err).count("NOTICE: dataset 'mnist'") == 1
+  assert summary["dataset"] == "digits" and summary["steps"] == 12
+  assert summary["notice"].startswith("NOTICE: dataset 'mnist'")
+  digits, default = load_config("digits"), load_config("default")
+  changed = {
+    "train.num_epochs": 30.0,
+    "train.eval_every_epochs": 5.0,
+    "train.log_every_steps": 10,
+    "pruning.schedule.begin": 2.0,
+    "pruning.schedule.end": 20.0,
+    "pruning.schedule.every": 1.0,
+    "checkpoint.every_steps": 100,
+  }
+  assert f"train.num_epochs={digits.train.num_epochs}" in summary["notice"]
+  used = json.loads((tmp_path / "run" / "config.json").read_text())
+  for dotted, value in changed.items():
+    section, *rest = dotted.split(".")
+    node = used[section]
+    for key in rest:
+      node = node[key]
+    assert node == value, dotted
+  assert used["data"]["name"] == "digits" and used["train"]["num_steps"] == 12
+  assert used["optimizer"] == default.optimizer.to_dict()
+  # Without the fallback settings the run keeps the config's own (MNIST) settings.
+  with config.unlocked():
+    config.data.fallback_config = ""
+  exp = experiment.build(config, verbose=False)
+  assert exp.config.data.name == "digits"
+  assert exp.config.pruning.schedule.to_dict() == default.pruning.schedule.to_dict()
 
 
 def test_device_resident_and_host_batches_visit_the_same_examples():
@@ -183,12 +246,40 @@ def test_device_resident_and_host_batches_visit_the_same_examples():
     host.close()
 
 
-def test_the_loop_compiles_ahead_for_host_batches_too(tmp_path):
+@pytest.mark.parametrize("on_device", [False, True])
+def test_the_loop_compiles_both_steps_ahead_and_calls_only_those(tmp_path, monkeypatch, on_device):
+  # 10 steps, masks updated at steps 4 and 8: the mask-updating step and the frozen one are
+  # both compiled before the loop (from abstract states), and the loop calls nothing else.
+  built, calls = [], {False: 0, True: 0}
+  build = input_pipeline.TrainFeed.jit_step
+
+  def recording(self, step_fn, shardings, out_shardings, state=None):
+    frozen = bool(step_fn.keywords.get("masks_frozen"))
+    built.append((frozen, state is not None, self.on_device))
+    run = build(self, step_fn, shardings, out_shardings, state)
+    if not self.on_device:
+      assert isinstance(run, jax.stages.Compiled)  # compiled, not merely jitted
+
+    def step(state, batch):
+      calls[frozen] += 1
+      return run(state, batch)
+
+    return step
+
+  monkeypatch.setattr(input_pipeline.TrainFeed, "jit_step", recording)
   config = load_config(
-    "default", small(train__num_steps=6, checkpoint__enabled=False, data__on_device=False)
+    "default", small(train__num_steps=10, checkpoint__enabled=False, data__on_device=on_device)
   )
   summary = train_and_evaluate(config, tmp_path, verbose=False)
-  assert summary["steps"] == 6 and summary["steps_per_second"] > 0
+  assert built == [(False, True, on_device), (True, True, on_device)]
+  updates = np.flatnonzero(optim.mask_update_steps(config, 20, 10)).tolist()
+  assert updates == [4, 8] and calls == {False: 2, True: 8}
+  # The polynomial schedule (begin 4, end 40, power 3) at step 8, per kernel, exactly.
+  target = 0.9 * (1 - (1 - (8 - 4) / (40 - 4)) ** 3)
+  sizes = [64 * 300, 300 * 100, 100 * 10]
+  pruned = [n - int(jaxprune.masks.num_to_keep(n, target)) for n in sizes]
+  assert summary["steps"] == 10
+  assert summary["sparsity"] == pytest.approx(sum(pruned) / sum(sizes), abs=1e-12)
 
 
 def test_the_wanda_config_prunes_every_output_neuron_alike_in_the_loop(tmp_path):
