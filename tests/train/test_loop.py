@@ -5,6 +5,7 @@ import shutil
 
 import jax
 import numpy as np
+import optax
 import pytest
 from trainer_helpers import small
 
@@ -307,3 +308,23 @@ def test_learned_sparsity_trains_with_its_penalty_in_the_loop(tmp_path, layer, p
   kernels = [name for name, v in summary["layers"].items() if len(v["shape"]) > 1]
   assert len(kernels) == 3 and summary["flops_dense"] == 50_200  # the bayes layers counted
   assert np.isfinite(summary["test_loss"]) and summary["steps"] == 12
+
+
+def test_an_evaluation_stops_a_run_whose_pruned_weights_are_not_zero(tmp_path, monkeypatch):
+  # A transformation after masked (here one halving its updates) leaves pruned weights at
+  # half their value; the first evaluation after pruning must stop the run and say why.
+  make = optim.make_optimizer
+
+  def rescaled(*args, **kwargs):
+    tx, lr = make(*args, **kwargs)
+    return optax.chain(tx, optax.scale(0.5)), lr
+
+  monkeypatch.setattr(optim, "make_optimizer", rescaled)
+  config = load_config(
+    "default", small(train__num_steps=12, train__eval_every_epochs=0.5, checkpoint__enabled=False)
+  )
+  with pytest.raises(jaxprune.SparsityError, match="Dense_0/kernel(.|\n)*masked last"):
+    train_and_evaluate(config, tmp_path, verbose=False)
+  monkeypatch.setattr(optim, "make_optimizer", make)
+  summary = train_and_evaluate(config, tmp_path / "plain", verbose=False)
+  assert summary["sparsity"] > 0.0

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
-from trainer_helpers import REFERENCE
+from trainer_helpers import REFERENCE, REPO, train_command
 
 import jaxprune
 from jaxprune.train import sharding
@@ -92,3 +92,27 @@ def test_batch_size_must_split_over_devices():
   fake = type("Mesh", (), {"size": 8})()
   with pytest.raises(ValueError, match="multiple of 8, e.g. --config.train.batch_size=96"):
     sharding.check_batch_size(100, fake)
+
+
+@pytest.mark.slow
+def test_eight_devices_train_real_mnist_past_the_first_hundred_steps(tmp_path, env):
+  # On real MNIST (unlike digits) queued steps used to deadlock XLA:CPU's collectives
+  # within ~50 steps ("only 7 of 8 threads arrived at the rendezvous", then SIGABRT).
+  env = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  source = REPO.parent / "shared" / "data" / "mnist"
+  overrides = {
+    "data.source_dir": str(source),
+    "data.fallback": "",
+    "train.num_steps": 200,
+    "train.eval_every_epochs": 1000.0,
+    "checkpoint.enabled": False,
+    "report.plots": False,
+    "report.progress": False,
+  }
+  proc = subprocess.run(
+    train_command(tmp_path, overrides), env=env, capture_output=True, text=True, timeout=600
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  assert summary["devices"] == 8 and summary["dataset"] == "mnist" and summary["steps"] == 200
+  assert summary["test_accuracy"] > 0.85
