@@ -311,7 +311,8 @@ def _removed_traced(n: int, sparsity: jax.Array) -> jax.Array:
   half = shift - 1  # 2**half - 1 as two words
   one = jnp.uint32(1)
   half_lo = jnp.where(half < 32, (one << jnp.minimum(half, 31)) - 1, jnp.uint32(0xFFFFFFFF))
-  half_hi = jnp.where(half < 32, 0, (one << jnp.clip(half.astype(jnp.int32) - 32, 0, 31)) - 1)
+  high = jnp.clip(half.astype(jnp.int32) - 32, 0, 31).astype(jnp.uint32)
+  half_hi = jnp.where(half < 32, jnp.uint32(0), (one << high) - 1)
   hi, lo = _u64_add(hi, lo, half_hi.astype(jnp.uint32), half_lo)
   hi, lo = _u64_add(hi, lo, jnp.uint32(0), q_odd)
   removed = _u64_shr_low(hi, lo, shift).astype(jnp.int32)

@@ -76,10 +76,14 @@ def test_random_criterion_no_longer_kills_the_network():
     optax.sgd(0.1), 0.5, criterion="random", schedule=schedules.polynomial(0, 20, 1)
   )
   state = tx.init(params)
+
+  @jax.jit
+  def step(params, state):
+    updates, state = tx.update(jax.grad(_loss)(params, (X, Y)), state, params)
+    return optax.apply_updates(params, updates), state
+
   for _ in range(21):
-    grads = jax.grad(_loss)(params, (X, Y))
-    updates, state = tx.update(grads, state, params)
-    params = optax.apply_updates(params, updates)
+    params, state = step(params, state)
   kernel = params["layers_0"]["kernel"]
   assert int((kernel != 0).sum()) == kernel.size // 2
 

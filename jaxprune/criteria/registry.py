@@ -66,7 +66,8 @@ class Criterion:
     if not missing:
       return
     shown = list(missing)
-    if "loss_fn" in shown and extras.get("batch") is None and extras.get("batches") is None:
+    no_data = extras.get("batch") is None and extras.get("batches") is None
+    if "loss_fn" in shown and "batch" not in shown and no_data:
       shown.append("batch")  # loss_fn is called on data: the corrected call passes both
     how = "\n".join(f"  {n}: {_HOW_TO_SUPPLY.get(n, f'{n}=...')}" for n in shown)
     if where == "tx.update":

@@ -85,7 +85,7 @@ def static(
     >>> state = tx.init(params)
     >>> updates, state = tx.update({"w": jnp.ones((4, 4))}, state, params)
     >>> optax.apply_updates(params, updates)["w"][0].tolist()
-    [0.9, 0.0, 0.0, 0.0]
+    [0.8999999761581421, 0.0, 0.0, 0.0]
   """
   from jaxprune.masked import masked  # deferred: masked imports this package
 

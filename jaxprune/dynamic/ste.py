@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxprune import criteria, schedules
+from jaxprune import criteria, schedules, structures
+from jaxprune._checks import check_overrides, check_sparsity
 from jaxprune.selection import Plan
 
 PyTree = Any
@@ -57,7 +58,7 @@ def _every_call(step, target):
 
 def ste(
   inner: optax.GradientTransformation,
-  sparsity: float | jax.Array,
+  sparsity: float | jax.Array | None,
   *,
   structure: Any = None,
   schedule: schedules.Schedule | None = None,
@@ -73,8 +74,8 @@ def ste(
 
   Args:
     inner: any optax transformation; it updates the dense weights.
-    sparsity: target fraction of weights removed (ignored by N:M structures, whose
-      sparsity is 1 − N/M).
+    sparsity: target fraction of weights removed; ``None`` (or 1 − N/M) with an N:M
+      structure, which fixes it. Any other value with N:M is an error.
     structure: a `jaxprune.structures` object, e.g. ``n_of_m(2, 4)`` (default
       unstructured).
     schedule: ``(step, target) -> (update_now, sparsity)`` deciding when masks are
@@ -104,9 +105,9 @@ def ste(
     >>> jaxprune.dynamic.dense_params(params, state)["w"][:, 0].tolist()
     [1.0, -4.0, 3.0, -0.5]
   """
-  from jaxprune.masked import DenseMask, MaskedState, _check_sparsity  # deferred: cycle
+  from jaxprune.masked import DenseMask, MaskedState  # deferred: cycle
 
-  _check_sparsity(sparsity)
+  check_sparsity(sparsity, "jaxprune.dynamic.ste(optax.adam(1e-3), 0.5)")
   decay = float(decay)
   if decay < 0:
     raise ValueError(f"decay (SR-STE's lambda_W) must be >= 0; got {decay}. E.g. decay=2e-4.")
@@ -117,6 +118,16 @@ def ste(
       f"criterion (one needing at most grads and key); got {crit.name!r} (needs "
       f"{crit.needs}). Use criterion='magnitude' (the default)."
     )
+  structure = structures.get(structure)
+  check_overrides(sparsity, crit, structure, "jaxprune.dynamic.ste(inner, None, ...)")
+  if sparsity is None:
+    sparsity = getattr(structure, "sparsity", None)
+    if sparsity is None:
+      raise ValueError(
+        "ste needs a sparsity unless the structure fixes it (n_of_m). Example: "
+        "jaxprune.dynamic.ste(optax.adam(1e-3), 0.5) or ste(inner, None, "
+        "structure=jaxprune.structures.n_of_m(2, 4))."
+      )
   sched = _every_call if schedule is None else schedules.get(schedule)
   inner = optax.with_extra_args_support(inner)
   plans: dict[Any, Plan] = {}

@@ -49,3 +49,11 @@ def test_threshold_criterion_sparsity_is_an_outcome():
   crit = criteria.Criterion("above_two", lambda p, **e: p, threshold=2.0)
   pruned, masks = jaxprune.prune({"w": jnp.arange(6.0).reshape(2, 3)}, None, criterion=crit)
   assert masks["w"].tolist() == [[False, False, True], [True, True, True]]
+
+
+def test_missing_loss_fn_and_batch_are_each_named_once_in_the_corrected_call():
+  crit = criteria.Criterion("needs_both", lambda p, **e: p, needs=("loss_fn", "batch"))
+  with pytest.raises(jaxprune.MissingExtraError) as err:
+    crit.check_extras({})
+  call = str(err.value).splitlines()[-1]
+  assert call.strip() == "updates, state = tx.update(grads, state, params, loss_fn=loss_fn, batch=batch)"
