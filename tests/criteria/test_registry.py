@@ -56,4 +56,5 @@ def test_missing_loss_fn_and_batch_are_each_named_once_in_the_corrected_call():
   with pytest.raises(jaxprune.MissingExtraError) as err:
     crit.check_extras({})
   call = str(err.value).splitlines()[-1]
-  assert call.strip() == "updates, state = tx.update(grads, state, params, loss_fn=loss_fn, batch=batch)"
+  want = "updates, state = tx.update(grads, state, params, loss_fn=loss_fn, batch=batch)"
+  assert call.strip() == want
