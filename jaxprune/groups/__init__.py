@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from jaxprune.groups.criteria import signed_taylor
 from jaxprune.groups.structure import BoundGroups, Group, Groups
 from jaxprune.groups.trace import GroupTraceError, walk
 
-__all__ = ["BoundGroups", "Group", "GroupTraceError", "Groups", "trace"]
+__all__ = ["BoundGroups", "Group", "GroupTraceError", "Groups", "signed_taylor", "trace"]
 
 
 def _name(members: list[tuple[str, int]], shapes: dict[str, tuple[int, ...]]) -> str:
