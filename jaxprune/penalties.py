@@ -146,17 +146,20 @@ def group_norms(x: jax.Array, group: str = "output") -> jax.Array:
 
 
 def group_lasso(
-  params: PyTree, group: str = "output", filter: Filter = None, scale_by_size: bool = True
+  params: PyTree, group: Any = "output", filter: Filter = None, scale_by_size: bool = True
 ) -> jax.Array:
   """Group lasso Σ_g √|g|·‖w_g‖₂ over neurons (Dense) or channels (Conv) of each kernel.
 
   Groups are slices along the last axis (``"output"``: each output neuron or filter) or
   axis −2 (``"input"``: each input neuron or input channel); whole groups are driven to
-  zero, which structured pruning then removes.
+  zero, which structured pruning then removes. With ``group=`` traced `jaxprune.groups.Groups`,
+  each group is one coupled channel: all its entries in every member (kernel column, bias,
+  BatchNorm scale and shift, consumers' rows), the same channels ``structure=groups`` prunes.
 
   Args:
     params: params pytree.
-    group: ``"output"`` or ``"input"``.
+    group: ``"output"``, ``"input"``, or traced `jaxprune.groups.Groups` (then ``filter``
+      must be None: the groups say which entries are penalised).
     filter: which leaves (default: floating leaves with ndim > 1).
     scale_by_size: multiply each group's norm by √(group size) (Yuan & Lin).
 
@@ -175,9 +178,33 @@ def group_lasso(
     JRSS-B 2006. Wen et al. Learning Structured Sparsity in Deep Neural Networks.
     NeurIPS 2016.
   """
+  from jaxprune.groups.structure import Groups
+
+  if isinstance(group, Groups):
+    if filter is not None:
+      raise ValueError(
+        "group_lasso(params, group=groups) penalises exactly the traced groups' entries; "
+        f"got filter={filter!r} too. Drop it: group_lasso(params, group=groups)."
+      )
+    return _traced_group_lasso(params, group, scale_by_size)
   total = jnp.zeros([], jnp.float32)
   for _, x in _selected(params, filter):
     norms = group_norms(x, group)
     size = x.size // norms.size
     total = total + (size**0.5 if scale_by_size else 1.0) * jnp.sum(norms)
+  return total
+
+
+def _traced_group_lasso(params: PyTree, groups: Any, scale_by_size: bool) -> jax.Array:
+  pairs = leaves_with_paths(params)
+  leaves = [x for _, x in pairs]
+  bound = groups.bind([p for p, _ in pairs], [tuple(jnp.shape(x)) for x in leaves])
+  total = jnp.zeros([], jnp.float32)
+  for g, members, _ in bound.bound:
+    sq, count = jnp.zeros(g.size, jnp.float32), 0
+    for li, axis, idx in members:
+      x = jnp.take(leaves[li].astype(jnp.float32), jnp.asarray(idx.reshape(-1)), axis=axis)
+      x = jnp.moveaxis(x, axis, 0).reshape(g.size, -1)
+      sq, count = sq + jnp.sum(jnp.square(x), axis=1), count + x.shape[1]
+    total = total + (count**0.5 if scale_by_size else 1.0) * jnp.sum(_safe_norm(sq))
   return total

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jaxprune import distributions, structures
 from jaxprune._tree import leaves_with_paths
 from jaxprune.criteria.registry import Criterion
+from jaxprune.groups.structure import BoundGroups, Groups
 from jaxprune.masks import num_to_keep, topk_mask
 
 PyTree = Any
@@ -43,6 +44,16 @@ class Plan:
     leaves = [x for _, x in pairs]
     if isinstance(dist, distributions.ByPath):
       dist.check(list(paths))
+    if isinstance(struct, Groups):  # coupled channels across leaves: masks per group
+      if type(dist) is not distributions.Uniform:
+        raise ValueError(
+          f"structure=Groups prunes the same fraction of every group, so it needs "
+          f"distribution='uniform'; got {dist!r}. Example: jaxprune.prune(params, 0.5, "
+          "structure=groups)."
+        )
+      shapes = tuple(tuple(getattr(x, "shape", ())) for x in leaves)
+      bound = struct.bind(paths, shapes)
+      return cls(jax.tree.structure(params), paths, shapes, bound.prunable, dist, bound)
     prunable = tuple(dist.prunable(paths, leaves))
     if hasattr(struct, "restrict"):  # e.g. channels() keeps the output layer dense
       prunable = tuple(struct.restrict(paths, leaves, prunable))
@@ -88,6 +99,13 @@ class Plan:
     """Returns one bool mask per leaf (``None`` where the leaf is dense or unscored)."""
     score_leaves = self.treedef.flatten_up_to(scores)
     active = [on and s is not None for on, s in zip(self.prunable, score_leaves, strict=True)]
+    if isinstance(self.structure, BoundGroups):
+      if criterion.threshold is not None:
+        raise ValueError(
+          f"criterion {criterion.name!r} keeps single weights above a threshold; structure="
+          "Groups ranks whole channels, so use a ranking criterion such as 'magnitude'."
+        )
+      return self.structure.select(leaves, score_leaves, sparsity)
     if criterion.threshold is not None:
       return [
         (jnp.asarray(s) >= criterion.threshold).reshape(x.shape) if on else None

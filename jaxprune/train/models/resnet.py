@@ -54,7 +54,9 @@ class BasicBlock(nn.Module):
     y = nn.relu(norm("bn1")(conv(self.strides, "conv1")(x)))
     y = norm("bn2")(conv(1, "conv2")(y))
     residual = x
-    if self.strides != 1 or x.shape[-1] != self.features:
+    # Widths come from the tensors (not self.features), so the block also runs with the
+    # smaller kernels of jaxprune.surgery.shrink.
+    if self.strides != 1 or x.shape[-1] != y.shape[-1]:
       if self.shortcut == "projection":
         residual = nn.Conv(
           self.features,
@@ -67,7 +69,7 @@ class BasicBlock(nn.Module):
         residual = norm("proj_bn")(residual)
       else:
         residual = x[:, :: self.strides, :: self.strides, :]
-        extra = self.features - x.shape[-1]
+        extra = y.shape[-1] - x.shape[-1]
         residual = jnp.pad(residual, ((0, 0), (0, 0), (0, 0), (extra // 2, extra - extra // 2)))
     return nn.relu(y + residual)
 

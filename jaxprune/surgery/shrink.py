@@ -1,0 +1,176 @@
+"""`shrink`: physically remove pruned channel groups, for a smaller model with the same outputs.
+
+With `jaxprune.groups.Groups` masks, a removed channel is zero in every member: its kernel
+column, bias and BatchNorm entries, and the rows of every consumer. Whatever value the
+channel carries in the masked model, every place that reads it is then a contraction
+with zeroed rows (the tracing keeps channels read any other way), so deleting the
+channel from all members, BatchNorm running statistics included, leaves every other
+output unchanged: no constant needs folding, SAME padding and residual additions
+included. `apply_resized` runs the same Flax Linen module at the new widths and head counts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxprune._tree import leaves_with_paths
+
+PyTree = Any
+
+
+def _mask_lookup(masks: PyTree, tree_paths: set[str]) -> dict[str, Any]:
+  """Mask leaves by the traced tree's paths (masks may cover only ``variables['params']``)."""
+  out = {}
+  for path, m in leaves_with_paths(masks):
+    out[path if path in tree_paths else f"params/{path}"] = m
+  return out
+
+
+def removed_channels(variables: PyTree, groups: Any, masks: PyTree | None = None) -> list[Any]:
+  """Per group, a bool array: True for channels whose every masked entry is False.
+
+  Without ``masks``, a channel is removed when all its parameter entries are exactly 0
+  (entries outside the ``params`` collection, like BatchNorm statistics, are not read).
+  """
+  pairs = dict(leaves_with_paths(variables))
+  if masks is None:
+    has_params = any(p.startswith("params/") for p in pairs)
+    masks = {
+      p: np.asarray(x) != 0 for p, x in pairs.items() if not has_params or p.startswith("params/")
+    }
+  else:
+    masks = _mask_lookup(masks, set(pairs))
+  out = []
+  for g in groups:
+    alive = np.zeros(g.size, bool)
+    seen = False
+    for (path, axis), idx in zip(g.members, g.index, strict=True):
+      if path not in masks or masks[path] is None:
+        continue
+      seen = True
+      m = np.broadcast_to(np.asarray(masks[path]), pairs[path].shape)
+      m = np.moveaxis(np.take(m, idx.reshape(-1), axis=axis), axis, 0).reshape(g.size, -1)
+      alive |= m.any(axis=1)
+    out.append(~alive if seen else np.zeros(g.size, bool))
+  return out
+
+
+def shrink(
+  variables: PyTree, groups: Any, masks: PyTree | None = None
+) -> tuple[PyTree, dict[str, int]]:
+  """Deletes the removed channels of every group from every member.
+
+  Args:
+    variables: the tree the groups were traced on (all Linen variables, or an
+      ``nnx.State``), usually the masked (pruned) one.
+    groups: `jaxprune.groups.Groups` from `jaxprune.groups.trace`.
+    masks: bool masks over ``variables`` or over ``variables['params']`` (as from
+      `jaxprune.masks_of` or `jaxprune.prune`); ``None`` removes channels that are all 0.
+
+  Returns:
+    ``(smaller_variables, widths)``: the same tree with smaller leaves, and the number of
+    channels kept per group name. Run the smaller model with `apply_resized` (Linen) or
+    ``nnx.merge(graphdef, smaller_state)`` (NNX modules that read their shapes from
+    their arrays).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, flax.linen as nn, jaxprune
+    >>> model = nn.Sequential([nn.Dense(6), nn.relu, nn.Dense(2)])
+    >>> x = jnp.ones((1, 3))
+    >>> variables = model.init(jax.random.key(0), x)
+    >>> groups = jaxprune.groups.trace(model.apply, variables, x)
+    >>> pruned, masks = jaxprune.prune(variables["params"], 0.5, structure=groups)
+    >>> small, widths = jaxprune.surgery.shrink({"params": pruned}, groups, masks)
+    >>> widths, small["params"]["layers_2"]["kernel"].shape
+    ({'params/layers_0/kernel:1': 3}, (3, 2))
+  """
+  gone = removed_channels(variables, groups, masks)
+  drop: dict[tuple[str, int], set[int]] = {}
+  for g, removed in zip(groups, gone, strict=True):
+    for (path, axis), idx in zip(g.members, g.index, strict=True):
+      drop.setdefault((path, axis), set()).update(idx[removed].reshape(-1).tolist())
+  flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
+  paths = [p for p, _ in leaves_with_paths(variables)]
+  out = []
+  for path, (_, leaf) in zip(paths, flat, strict=True):
+    x = leaf
+    for axis in range(np.ndim(leaf)):
+      gone_idx = sorted(drop.get((path, axis), ()))
+      if gone_idx:
+        x = jnp.delete(jnp.asarray(x), jnp.asarray(gone_idx), axis=axis, assume_unique_indices=True)
+    out.append(x)
+  widths = {g.name: int(g.size - r.sum()) for g, r in zip(groups, gone, strict=True)}
+  return jax.tree.unflatten(treedef, out), widths
+
+
+def _lookup(tree: Any, path: tuple[str, ...]) -> Any:
+  for key in path:
+    if not isinstance(tree, Mapping) or key not in tree:
+      return None
+    tree = tree[key]
+  return tree
+
+
+def apply_resized(model: nn.Module, variables: PyTree, *args: Any, **kwargs: Any) -> Any:
+  """``model.apply(variables, ...)`` with every layer sized by its (smaller) kernel.
+
+  ``nn.Dense``, ``nn.Conv`` and ``nn.DenseGeneral`` take their ``features`` from their
+  kernel's output axes and ``nn.MultiHeadDotProductAttention`` its ``num_heads`` (and
+  ``qkv_features``) from its query kernel, so the module built with its original widths
+  runs the params from `shrink`. Modules that compute shapes from their own attributes
+  (rather than from their inputs) need those attributes set to the new widths.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, flax.linen as nn
+    >>> model = nn.Sequential([nn.Dense(6), nn.relu, nn.Dense(2)])
+    >>> small = {"params": {"layers_0": {"kernel": jnp.ones((3, 4)), "bias": jnp.zeros(4)},
+    ...                     "layers_2": {"kernel": jnp.ones((4, 2)), "bias": jnp.zeros(2)}}}
+    >>> apply_resized(model, small, jnp.ones((1, 3))).tolist()
+    [[12.0, 12.0]]
+  """
+  params = variables["params"]
+
+  def interceptor(next_fun, call_args, call_kwargs, context):
+    module = context.module
+    if context.method_name == "__call__":
+      own = _lookup(params, tuple(module.path))
+      if isinstance(module, nn.MultiHeadDotProductAttention) and own and "query" in own:
+        heads, head_dim = own["query"]["kernel"].shape[-2:]
+        object.__setattr__(module, "num_heads", int(heads))
+        object.__setattr__(module, "qkv_features", int(heads * head_dim))
+      elif isinstance(module, nn.Dense | nn.Conv) and own and "kernel" in own:
+        object.__setattr__(module, "features", int(own["kernel"].shape[-1]))
+      elif isinstance(module, nn.DenseGeneral) and own and "kernel" in own:
+        n = len(module.features) if isinstance(module.features, tuple) else 1
+        shape = tuple(int(d) for d in own["kernel"].shape[-n:])
+        object.__setattr__(module, "features", shape if n > 1 else shape[0])
+    return next_fun(*call_args, **call_kwargs)
+
+  with nn.intercept_methods(interceptor):
+    return model.apply(variables, *args, **kwargs)
+
+
+def save_checkpoint(directory: str | os.PathLike, tree: PyTree) -> int:
+  """Saves ``tree`` as an orbax checkpoint in ``directory`` and returns its bytes on disk.
+
+  Example:
+    >>> import tempfile, jax
+    >>> w = jax.random.normal(jax.random.key(0), (256, 256))  # 256 KiB of float32
+    >>> 200 * 1024 < save_checkpoint(tempfile.mkdtemp() + "/small", {"w": w}) < 300 * 1024
+    True
+  """
+  import orbax.checkpoint as ocp
+
+  path = os.path.abspath(os.fspath(directory))
+  with ocp.StandardCheckpointer() as ckpt:
+    ckpt.save(path, tree)
+  return sum(
+    os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files
+  )

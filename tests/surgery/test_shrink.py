@@ -1,0 +1,83 @@
+"""Removing pruned channel groups: the smaller model gives the masked model's logits."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxprune
+from jaxprune.surgery import apply_resized, save_checkpoint, shrink
+from jaxprune.train import models
+
+
+class VGGBN(nn.Module):
+  """A small VGG with BatchNorm after every convolution."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    for s, width in enumerate((8, 16), start=1):
+      for c in (1, 2):
+        x = nn.Conv(width, (3, 3), padding="SAME", name=f"conv{s}{c}")(x)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, name=f"bn{s}{c}")(x))
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    x = nn.relu(nn.Dense(32, name="fc")(x.reshape((x.shape[0], -1))))
+    return nn.Dense(10, name="head")(x)
+
+
+def _randomize(variables, key):
+  """Kernels as initialised; random biases, BatchNorm scales, shifts and statistics."""
+  leaves, treedef = jax.tree.flatten_with_path(variables)
+  keys = jax.random.split(key, len(leaves))
+  out = []
+  for (path, x), k in zip(leaves, keys, strict=True):
+    if x.ndim > 1 and "embed" not in jax.tree_util.keystr(path):
+      out.append(x)
+      continue
+    r = 0.5 * jax.random.normal(k, x.shape)
+    out.append(jnp.abs(r) + 0.5 if "var" in jax.tree_util.keystr(path) else r)
+  return jax.tree.unflatten(treedef, out)
+
+
+CASES = {
+  "lenet300100": (models.LeNet300100(num_classes=10, hidden=(40, 20)), (28, 28, 1)),
+  "lenet5": (models.LeNet5Caffe(num_classes=10), (28, 28, 1)),
+  "vgg": (models.VGGSmall(num_classes=10, widths=(8, 16), hidden=32), (16, 16, 3)),
+  "vgg_bn": (VGGBN(), (16, 16, 3)),
+  "resnet20": (models.ResNet20(num_classes=10), (16, 16, 3)),
+  "resnet20_projection": (models.ResNet20(num_classes=10, shortcut="projection"), (16, 16, 3)),
+  "vit": (models.ViTSmall(num_classes=10, depth=2, mlp_dim=32), (16, 16, 3)),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_smaller_model_gives_the_masked_models_logits(name, tmp_path):
+  model, shape = CASES[name]
+  x = jax.random.normal(jax.random.key(0), (4, *shape))
+  variables = _randomize(model.init(jax.random.key(1), x), jax.random.key(2))
+  groups = jaxprune.groups.trace(model.apply, variables, x, train=False)
+  pruned, masks = jaxprune.prune(variables["params"], 0.5, structure=groups)
+  masked_vars = {**variables, "params": pruned}
+  small, widths = shrink(masked_vars, groups, masks)
+  assert widths == {g.name: g.size - round(0.5 * g.size) for g in groups}
+  expected = model.apply(masked_vars, x, train=False)
+  got = apply_resized(model, small, x, train=False)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+  # Without masks, channels whose parameters are all zero are the ones removed.
+  again, _ = shrink(masked_vars, groups)
+  assert jax.tree.map(jnp.shape, again) == jax.tree.map(jnp.shape, small)
+  dense = models.count_params(variables)
+  assert models.count_params(small) < 0.75 * dense
+  assert save_checkpoint(tmp_path / "small", small) < save_checkpoint(tmp_path / "dense", variables)
+
+
+def test_vit_keeps_half_its_heads_and_mlp_units():
+  model, shape = CASES["vit"]
+  x = jnp.ones((2, *shape))
+  variables = model.init(jax.random.key(1), x)
+  groups = jaxprune.groups.trace(model.apply, variables, x, train=False)
+  pruned, masks = jaxprune.prune(variables["params"], 0.5, structure=groups)
+  small, _ = shrink({"params": pruned}, groups, masks)
+  attn = small["params"]["block1"]["attn"]
+  assert attn["query"]["kernel"].shape == (64, 2, 16) and attn["out"]["kernel"].shape == (2, 16, 64)
+  assert small["params"]["block1"]["mlp_in"]["kernel"].shape == (64, 16)
