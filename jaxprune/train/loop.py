@@ -18,7 +18,9 @@ into ``workdir``:
   first step to the end of the loop, leaving out the evaluations, whose total is
   ``eval_time_s``) and ``input_wait_fraction`` (share of that time the loop was blocked
   on the next batch);
-* ``curves.png`` and ``layer_sparsity.png`` (see `report`), and ``config.json``.
+* ``curves.png`` and ``layer_sparsity.png`` (see `report`), and ``config.json``;
+* ``tensorboard/``: TensorBoard event files with the metrics, per-layer sparsity and
+  weight histograms (``report.tensorboard``, see `tensorboard_log`).
 
 The summary and the screen name the backend the run used (``backend``, ``device_kind``,
 ``devices``, ``processes``): JAX picks the accelerator that is installed (GPU, TPU)
@@ -55,6 +57,7 @@ from jaxprune.train import (
   optim,
   report,
   sharding,
+  tensorboard_log,
 )
 from jaxprune.train.metrics_log import MetricsLog, read_metrics
 from jaxprune.train.state import TrainState
@@ -220,6 +223,15 @@ def train_and_evaluate(
     if main_process
     else None
   )
+  tensorboard = bool(config.report.get("tensorboard", False))
+  tb = None
+  if tensorboard and main_process:
+    tb = tensorboard_log.TensorBoardLog(
+      workdir / "tensorboard", resume_step=start_step if restored else None
+    )
+  # Per-layer statistics for TensorBoard, computed on the devices by every process.
+  tb_sparsity = jax.jit(tensorboard_log.layer_sparsity, out_shardings=sharding.replicated(mesh))
+  tb_histograms = jax.jit(tensorboard_log.histograms, out_shardings=sharding.replicated(mesh))
   bar = tqdm(
     total=total_steps,
     initial=start_step,
@@ -258,6 +270,7 @@ def train_and_evaluate(
         record["train_accuracy"] = float(np.mean([m["accuracy"] for m in host]))
         record["sparsity"] = int(count_zeros(state)) / max(num_prunable, 1)
         record["learning_rate"] = float(lr(step))
+      hists = {}
       if done % eval_every == 0 or done == total_steps:
         jax.block_until_ready(state)  # the steps still queued are training time
         wall_0, cpu_0 = time.perf_counter(), time.process_time()
@@ -273,10 +286,18 @@ def train_and_evaluate(
           if done == total_steps:
             last_test = run_eval(state, test_ds)
             record["test_loss"], record["test_accuracy"] = last_test["loss"], last_test["accuracy"]
+        if tensorboard:
+          hists = jax.device_get(tb_histograms(state.params))
         eval_wall += time.perf_counter() - wall_0
         eval_cpu += time.process_time() - cpu_0
       if record and log is not None:
         log.write({"step": done, "epoch": done / steps_per_epoch, **record})
+      if record and tensorboard:
+        layers = jax.device_get(tb_sparsity(state.params)) if "train_loss" in record else {}
+        if tb is not None:
+          tb.scalars(done, record)
+          tb.layer_sparsity(done, layers)
+          tb.histograms(done, hists)
       if record:
         postfix.update(_postfix(record))
         bar.set_postfix(postfix, refresh=False)
@@ -290,6 +311,8 @@ def train_and_evaluate(
     batches.close()
     if log is not None:
       log.close()
+    if tb is not None:
+      tb.close()
     if ckpt is not None:
       ckpt.close()
 

@@ -18,6 +18,7 @@ import pytest
 from trainer_helpers import SMALL
 
 from jaxprune.train.metrics_log import read_metrics
+from jaxprune.train.tensorboard_log import read_events
 
 OVERRIDES = {
   **SMALL,
@@ -176,3 +177,7 @@ def test_two_processes_train_and_checkpoint_like_one(tmp_path, env):
       assert record["train_loss"] == pytest.approx(other["train_loss"], rel=1e-5)
       assert record["train_accuracy"] == pytest.approx(other["train_accuracy"], abs=1e-6)
   assert json.loads((multi / "run" / "summary.json").read_text())["processes"] == 2
+  # TensorBoard: one event file per run (10 steps, then resumed to 20), from process 0.
+  assert len(list((multi / "run" / "tensorboard").glob("events.out.tfevents.*"))) == 2
+  tags = {e["tag"] for e in read_events(multi / "run" / "tensorboard")}
+  assert {"train/loss", "layer_sparsity/Dense_0/kernel", "weights/Dense_0/kernel"} <= tags
