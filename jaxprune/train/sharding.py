@@ -15,12 +15,12 @@ given; on Cloud TPU it needs no arguments, elsewhere pass ``coordinator_address`
 host runs the same data order (same seed) and puts on its own devices only the rows of
 each global batch that they hold (`HostLocalBatches`), assembled into one global array.
 Orbax writes each checkpoint once, coordinated across hosts; ``--workdir`` must be a
-path all hosts share (e.g. a ``gs://`` bucket or a shared file system). Process 0 alone
+folder all hosts see at the same path (NFS, Filestore, a gcsfuse mount). Process 0 alone
 writes the metrics, the summary, TensorBoard events and the plots. For example, on a
 v4-32 slice::
 
   gcloud compute tpus tpu-vm ssh NAME --worker=all --command \\
-    "jaxprune-train --multihost --config configs/resnet20.py --workdir gs://BUCKET/run1"
+    "jaxprune-train --multihost --config configs/resnet20.py --workdir /mnt/shared/run1"
 """
 
 from __future__ import annotations
