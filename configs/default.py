@@ -93,5 +93,6 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.report = ml_collections.ConfigDict()
   config.report.plots = True  # Write training-curve and per-layer sparsity PNGs.
+  config.report.tensorboard = True  # Write TensorBoard events to <workdir>/tensorboard.
   config.report.progress = True  # Show a tqdm progress bar.
   return config

@@ -65,6 +65,9 @@ def test_notebooks_are_stored_clean_and_read_the_small_switch(name):
   first = code[0].source
   assert 'os.environ.get("JAXPRUNE_NOTEBOOK_SMALL") == "1"' in first
   assert 'find_spec("jaxprune") is None' in first  # the Colab install is skipped here
+  # jaxprune is not on PyPI: the install names the repository (REPO_URL), never the bare name.
+  assert 'REPO_URL = "' in first and "%pip install -q {SOURCE}" in first
+  assert "pip install -q jaxprune" not in first
 
 
 @pytest.mark.slow

@@ -18,7 +18,18 @@ into ``workdir``:
   first step to the end of the loop, leaving out the evaluations, whose total is
   ``eval_time_s``) and ``input_wait_fraction`` (share of that time the loop was blocked
   on the next batch);
-* ``curves.png`` and ``layer_sparsity.png`` (see `report`), and ``config.json``.
+* ``curves.png`` and ``layer_sparsity.png`` (see `report`), and ``config.json``;
+* ``tensorboard/``: TensorBoard event files with the metrics, per-layer sparsity and
+  weight histograms (``report.tensorboard``, see `tensorboard_log`).
+
+The summary and the screen name the backend the run used (``backend``, ``device_kind``,
+``devices``, ``processes``): JAX picks the accelerator that is installed (GPU, TPU)
+unless ``JAX_PLATFORMS`` says otherwise.
+
+In a multi-process run (``--multihost``) every process runs this same loop over the
+same global batches, each feeding its own devices' rows; the evaluations, the summary's
+numbers and the checkpoints (written by orbax from all processes) are collective. Only
+process 0 writes the files above and prints, into the ``workdir`` all processes share.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ from jaxprune.train import (
   optim,
   report,
   sharding,
+  tensorboard_log,
 )
 from jaxprune.train.metrics_log import MetricsLog, read_metrics
 from jaxprune.train.state import TrainState
@@ -92,6 +104,8 @@ def train_and_evaluate(
   wall_start = time.perf_counter()
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  main_process = jax.process_index() == 0  # the one that writes files and prints
+  verbose = verbose and main_process
   exp = experiment.build(config, verbose=verbose)
   config = exp.config  # on the fallback dataset, with its settings, if it fell back
   splits, model, lr = exp.splits, exp.model, exp.learning_rate
@@ -128,7 +142,16 @@ def train_and_evaluate(
   else:
     state = jax.jit(create, out_shardings=shardings)()
   start_step = int(state.step)
-  write_json(workdir / "config.json", json.loads(config.to_json_best_effort()))
+  platform = backend_info(mesh)
+  if main_process:
+    write_json(workdir / "config.json", json.loads(config.to_json_best_effort()))
+  if verbose:
+    print(
+      f"Training on {platform['devices']} {platform['backend']} device(s) "
+      f"({platform['device_kind']}) in {platform['processes']} process(es).",
+      file=sys.stderr,
+      flush=True,
+    )
 
   batches = input_pipeline.TrainFeed(
     train_ds,
@@ -195,7 +218,20 @@ def train_and_evaluate(
 
   log_every = max(int(config.train.log_every_steps), 1)
   eval_every = max(int(round(float(config.train.eval_every_epochs) * steps_per_epoch)), 1)
-  log = MetricsLog(workdir / "metrics.jsonl", resume_step=start_step if restored else None)
+  log = (
+    MetricsLog(workdir / "metrics.jsonl", resume_step=start_step if restored else None)
+    if main_process
+    else None
+  )
+  tensorboard = bool(config.report.get("tensorboard", False))
+  tb = None
+  if tensorboard and main_process:
+    tb = tensorboard_log.TensorBoardLog(
+      workdir / "tensorboard", resume_step=start_step if restored else None
+    )
+  # Per-layer statistics for TensorBoard, computed on the devices by every process.
+  tb_sparsity = jax.jit(tensorboard_log.layer_sparsity, out_shardings=sharding.replicated(mesh))
+  tb_histograms = jax.jit(tensorboard_log.histograms, out_shardings=sharding.replicated(mesh))
   bar = tqdm(
     total=total_steps,
     initial=start_step,
@@ -203,7 +239,7 @@ def train_and_evaluate(
     unit="step",
     dynamic_ncols=True,
     mininterval=0.5,
-    disable=not config.report.progress,
+    disable=not (config.report.progress and main_process),
   )
   window: list[dict[str, jax.Array]] = []
   last_test, last_val, postfix = None, None, {}
@@ -234,6 +270,7 @@ def train_and_evaluate(
         record["train_accuracy"] = float(np.mean([m["accuracy"] for m in host]))
         record["sparsity"] = int(count_zeros(state)) / max(num_prunable, 1)
         record["learning_rate"] = float(lr(step))
+      hists = {}
       if done % eval_every == 0 or done == total_steps:
         jax.block_until_ready(state)  # the steps still queued are training time
         wall_0, cpu_0 = time.perf_counter(), time.process_time()
@@ -249,10 +286,19 @@ def train_and_evaluate(
           if done == total_steps:
             last_test = run_eval(state, test_ds)
             record["test_loss"], record["test_accuracy"] = last_test["loss"], last_test["accuracy"]
+        if tensorboard:
+          hists = jax.device_get(tb_histograms(state.params))
         eval_wall += time.perf_counter() - wall_0
         eval_cpu += time.process_time() - cpu_0
-      if record:
+      if record and log is not None:
         log.write({"step": done, "epoch": done / steps_per_epoch, **record})
+      if record and tensorboard:
+        layers = jax.device_get(tb_sparsity(state.params)) if "train_loss" in record else {}
+        if tb is not None:
+          tb.scalars(done, record)
+          tb.layer_sparsity(done, layers)
+          tb.histograms(done, hists)
+      if record:
         postfix.update(_postfix(record))
         bar.set_postfix(postfix, refresh=False)
       bar.update(1)
@@ -263,7 +309,10 @@ def train_and_evaluate(
     loop_end, cpu_end = time.perf_counter(), time.process_time()
     bar.close()
     batches.close()
-    log.close()
+    if log is not None:
+      log.close()
+    if tb is not None:
+      tb.close()
     if ckpt is not None:
       ckpt.close()
 
@@ -280,7 +329,7 @@ def train_and_evaluate(
     "target_sparsity": float(config.pruning.sparsity) if pruning else 0.0,
     "steps": int(state.step),
     "epochs": int(state.step) / steps_per_epoch,
-    "devices": mesh.size,
+    **platform,
     "resumed_from_step": start_step if restored else None,
     "train_examples": train_ds.num_examples,
     "validation_examples": 0 if val_ds is None else val_ds.num_examples,
@@ -296,6 +345,8 @@ def train_and_evaluate(
     "eval_time_s": eval_wall,
     "wall_time_s": time.perf_counter() - wall_start,
   }
+  if not main_process:
+    return summary
   write_json(workdir / "summary.json", summary)
   if config.report.plots:
     report.plot_curves(read_metrics(workdir / "metrics.jsonl"), workdir / "curves.png")
@@ -305,6 +356,24 @@ def train_and_evaluate(
     print(f"wall time {summary['wall_time_s']:.1f}s; results in {os.fspath(workdir)}")
     sys.stdout.flush()
   return summary
+
+
+def backend_info(mesh: jax.sharding.Mesh) -> dict[str, Any]:
+  """Where a run trains: backend (``"cpu"``, ``"gpu"``, ``"tpu"``), device kind and counts.
+
+  Example:
+    >>> from jaxprune.train.sharding import make_mesh
+    >>> info = backend_info(make_mesh())
+    >>> info["backend"] == jax.default_backend(), info["processes"]
+    (True, 1)
+  """
+  device = mesh.devices.flat[0]
+  return {
+    "backend": device.platform,
+    "device_kind": device.device_kind,
+    "devices": int(mesh.size),
+    "processes": jax.process_count(),
+  }
 
 
 def _count_matches(state: TrainState, step: int) -> bool:

@@ -12,14 +12,15 @@ Multi-host (TPU pods, GPU clusters): start the same command on every host and ca
 given; on Cloud TPU it needs no arguments, elsewhere pass ``coordinator_address``,
 ``num_processes`` and ``process_id`` or set the matching environment variables).
 ``jax.devices()`` then lists the devices of all hosts and the mesh spans them. Every
-host runs the same data order (same seed) and feeds only its own rows of each global
-batch (`HostLocalBatches`), which `jax.make_array_from_process_local_data` assembles
-into one global array. Orbax writes each checkpoint once, coordinated across hosts;
-``--workdir`` must be a path all hosts share (e.g. a ``gs://`` bucket). For example,
-on a v4-32 slice::
+host runs the same data order (same seed) and puts on its own devices only the rows of
+each global batch that they hold (`HostLocalBatches`), assembled into one global array.
+Orbax writes each checkpoint once, coordinated across hosts; ``--workdir`` must be a
+folder all hosts see at the same path (NFS, Filestore, a gcsfuse mount). Process 0 alone
+writes the metrics, the summary, TensorBoard events and the plots. For example, on a
+v4-32 slice::
 
   gcloud compute tpus tpu-vm ssh NAME --worker=all --command \\
-    "jaxprune-train --multihost --config configs/resnet20.py --workdir gs://BUCKET/run1"
+    "jaxprune-train --multihost --config configs/resnet20.py --workdir /mnt/shared/run1"
 """
 
 from __future__ import annotations
@@ -111,27 +112,26 @@ def global_batch(batch: PyTree, sharding: NamedSharding, *, place: bool = True) 
   """A global batch (numpy, the same on every host) as arrays sharded over all hosts.
 
   On one host: ``jax.device_put(batch, sharding)`` (or ``batch`` itself when ``place`` is
-  False, for a consumer that places it). On several: each host contributes its own
-  contiguous block of rows, assembled by `jax.make_array_from_process_local_data`.
+  False, for a consumer that places it). On several: each host copies to its own devices
+  the rows those devices hold, whichever they are (`jax.make_array_from_callback`), so
+  the result does not depend on how the hosts' devices are ordered in the mesh.
   """
-  count, index = jax.process_count(), jax.process_index()
-  if count == 1:
+  if jax.process_count() == 1:
     return jax.device_put(batch, sharding) if place else batch
 
-  def local(x: np.ndarray) -> jax.Array:
-    rows = x.shape[0] // count
-    block = x[index * rows : (index + 1) * rows]
-    return jax.make_array_from_process_local_data(sharding, block, x.shape)
+  def assemble(x: np.ndarray) -> jax.Array:
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
-  return jax.tree.map(local, batch)
+  return jax.tree.map(assemble, batch)
 
 
 class HostLocalBatches:
   """Turns an iterator of global numpy batches into global `jax.Array` batches, multi-host.
 
-  Every host iterates the same global batches (same seed) and contributes only its own
-  contiguous block of rows; `jax.make_array_from_process_local_data` assembles them. On a
-  single host batches pass through unchanged (numpy). ``get_state`` is the wrapped
+  Every host iterates the same global batches (same seed) and copies only the rows its
+  own devices hold (`global_batch`). On a single host batches pass through unchanged
+  (numpy). ``get_state`` is the wrapped
   iterator's, so checkpoints record the same position on every host.
 
   Args:
