@@ -14,7 +14,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0  # Seeds initialisation, the data order, dropout and stochastic criteria.
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "mnist"  # "mnist", "fashion_mnist" (TFDS) or "digits" (8x8, bundled).
+  # "mnist", "fashion_mnist", "cifar10", "imagenet2012", any prepared TFDS image dataset, or
+  # "digits" (8x8, bundled).
+  config.data.name = "mnist"
   config.data.data_dir = (
     ""  # TFDS data directory; "" = $JAXPRUNE_DATA_DIR or ~/tensorflow_datasets.
   )
@@ -28,6 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.validation_seed = 0  # Seed of that draw (fixed: every run validates alike).
   config.data.on_device = True  # Keep in-memory splits on device; steps gather their batch.
   config.data.prefetch = 2  # Batches put on device ahead of the step (when not on_device).
+  config.data.num_workers = 0  # grain processes reading/augmenting batches (0: in-process).
+  config.data.augment = ""  # "none", "cifar" or "imagenet"; "" = the dataset's own family.
+  config.data.image_size = 0  # Side of the model's images (resized datasets only); 0 = default.
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "lenet300100"  # lenet300100, lenet5, vgg_small, resnet20 or vit_small.
