@@ -41,7 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"  # adam, adamw, sgd, momentum or lion (wrapped by masked()).
   config.optimizer.learning_rate = 1e-3  # Peak learning rate.
-  config.optimizer.lr_schedule = "cosine"  # constant, cosine or linear (decay to the end).
+  config.optimizer.lr_schedule = "cosine"  # constant, cosine, linear (decay to the end) or step.
+  config.optimizer.decay_epochs = ()  # step: epochs where the rate is multiplied by...
+  config.optimizer.decay_factor = 0.1  # ...this factor.
   config.optimizer.warmup_epochs = 0.0  # Linear warm-up from 0 to the peak, in epochs.
   config.optimizer.end_lr_factor = 0.0  # Final learning rate as a fraction of the peak.
   config.optimizer.weight_decay = 0.0  # adamw/lion: decoupled; adam/sgd: added to the gradient.
