@@ -37,7 +37,6 @@ def mock_tfds(tmp_path, monkeypatch):
   dataset's real features (e.g. CIFAR-10's 32x32x3 images; ImageNet's of random sizes).
   """
   import tensorflow_datasets as tfds
-
   from tensorflow_datasets.testing import mocking
 
   from jaxprune.data.specs import SPECS
