@@ -14,7 +14,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0  # Seeds initialisation, the data order, dropout and stochastic criteria.
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "mnist"  # "mnist", "fashion_mnist" (TFDS) or "digits" (8x8, bundled).
+  # "mnist", "fashion_mnist", "cifar10", "imagenet2012", any prepared TFDS image dataset, or
+  # "digits" (8x8, bundled).
+  config.data.name = "mnist"
   config.data.data_dir = (
     ""  # TFDS data directory; "" = $JAXPRUNE_DATA_DIR or ~/tensorflow_datasets.
   )
@@ -28,6 +30,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.validation_seed = 0  # Seed of that draw (fixed: every run validates alike).
   config.data.on_device = True  # Keep in-memory splits on device; steps gather their batch.
   config.data.prefetch = 2  # Batches put on device ahead of the step (when not on_device).
+  config.data.num_workers = 0  # grain processes reading/augmenting batches (0: in-process).
+  config.data.augment = ""  # "none", "cifar" or "imagenet"; "" = the dataset's own family.
+  config.data.image_size = 0  # Side of the model's images (resized datasets only); 0 = default.
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "lenet300100"  # lenet300100, lenet5, vgg_small, resnet20 or vit_small.
@@ -36,7 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"  # adam, adamw, sgd, momentum or lion (wrapped by masked()).
   config.optimizer.learning_rate = 1e-3  # Peak learning rate.
-  config.optimizer.lr_schedule = "cosine"  # constant, cosine or linear (decay to the end).
+  config.optimizer.lr_schedule = "cosine"  # constant, cosine, linear (decay to the end) or step.
+  config.optimizer.decay_epochs = ()  # step: epochs where the rate is multiplied by...
+  config.optimizer.decay_factor = 0.1  # ...this factor.
   config.optimizer.warmup_epochs = 0.0  # Linear warm-up from 0 to the peak, in epochs.
   config.optimizer.end_lr_factor = 0.0  # Final learning rate as a fraction of the peak.
   config.optimizer.weight_decay = 0.0  # adamw/lion: decoupled; adam/sgd: added to the gradient.

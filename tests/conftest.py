@@ -13,3 +13,48 @@ settings.register_profile(
   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+import contextlib  # noqa: E402
+import json  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def _getitems(*args, generator, serialized=False):
+  """TFDS's mock ``__getitems__`` without the ``self`` its MagicMock does not pass."""
+  assert not serialized
+  return [generator[int(k)] for k in args[-1]]
+
+
+@pytest.fixture
+def mock_tfds(tmp_path, monkeypatch):
+  """``prepare(name, num_examples) -> data_dir``: a TFDS dataset mocked offline.
+
+  Writes the marker of a prepared array_record dataset (its ``dataset_info.json``, no
+  shards) under a temporary data directory, so jaxprune's preparation check passes, and
+  enters ``tfds.testing.mock_data`` so ``tfds.data_source`` yields random examples of the
+  dataset's real features (e.g. CIFAR-10's 32x32x3 images; ImageNet's of random sizes).
+  """
+  import tensorflow_datasets as tfds
+  from tensorflow_datasets.testing import mocking
+
+  from jaxprune.data.specs import SPECS
+
+  # TFDS 4.9.10 sets the mock's __getitems__ as a plain attribute, called without self.
+  monkeypatch.setattr(mocking, "_getitems", _getitems)
+  with contextlib.ExitStack() as stack:
+
+    def prepare(name: str, num_examples: int) -> str:
+      data_dir = tmp_path / "tfds"
+      version = str(tfds.builder_cls(name).VERSION)
+      folder = data_dir / name / version
+      folder.mkdir(parents=True, exist_ok=True)
+      splits = [{"name": s, "shardLengths": []} for s in SPECS[name].splits]
+      info = {"name": name, "fileFormat": "array_record", "splits": splits}
+      (folder / "dataset_info.json").write_text(json.dumps(info))
+      policy = tfds.testing.MockPolicy.USE_CODE
+      stack.enter_context(tfds.testing.mock_data(num_examples=num_examples, policy=policy))
+      return str(data_dir)
+
+    yield prepare

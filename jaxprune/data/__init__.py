@@ -1,9 +1,12 @@
-"""Data for training: TFDS datasets prepared offline, in-memory or streamed, batched, prefetched.
+"""Data for training: TFDS datasets prepared offline, in-memory or streamed through grain.
 
-Datasets: ``"mnist"`` and ``"fashion_mnist"`` (TFDS, read with ``tfds.data_source``,
-no TensorFlow; prepare them once from the IDX files with
-``python -m jaxprune.data prepare mnist --from DIR``) and ``"digits"`` (scikit-learn's
-bundled 8x8 digits, needs nothing).
+Datasets: any TFDS image-classification dataset prepared in the array_record format
+(read with ``tfds.data_source``, no TensorFlow): ``"cifar10"``, ``"cifar100"``,
+``"imagenet2012"``, ``"imagenette"`` carry their normalisation and augmentation
+(`jaxprune.data.augment`); ``"mnist"`` and ``"fashion_mnist"`` can be prepared from the
+IDX files with ``python -m jaxprune.data prepare mnist --from DIR``; ``"digits"``
+(scikit-learn's bundled 8x8 digits) needs nothing. Training batches stream through grain
+worker processes (`StreamedBatches`).
 
 Example:
   >>> import jaxprune.data as jdata
@@ -13,6 +16,7 @@ Example:
   ((32, 8, 8, 1), (32,))
 """
 
+from jaxprune.data.augment import Preprocess
 from jaxprune.data.batching import BatchIterator, eval_batches
 from jaxprune.data.dataset import Dataset, split_validation
 from jaxprune.data.idx import read_idx
@@ -25,11 +29,15 @@ from jaxprune.data.preparation import (
   is_prepared,
   prepare,
 )
+from jaxprune.data.streaming import HostBatches, StreamedBatches
 
 __all__ = [
   "BatchIterator",
   "Dataset",
   "DatasetNotPreparedError",
+  "HostBatches",
+  "Preprocess",
+  "StreamedBatches",
   "default_data_dir",
   "ensure_prepared",
   "eval_batches",

@@ -15,7 +15,7 @@ import time
 from jaxprune.data.preparation import dataset_dir, default_data_dir, is_prepared, prepare
 from jaxprune.data.specs import SPECS
 
-_TFDS_NAMES = sorted(name for name, spec in SPECS.items() if spec.needs_preparation)
+_TFDS_NAMES = sorted(name for name, spec in SPECS.items() if spec.from_idx)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""`Dataset`: random access to normalised image batches, from memory or from a TFDS source."""
+"""`Dataset`: random access to preprocessed image batches, from memory or from a TFDS source."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from jaxprune.data.specs import DatasetSpec
 
 
 class Reader(Protocol):
-  """Reads raw examples: uint8 images ``[b, H, W, C]`` and integer labels ``[b]``."""
+  """Reads raw examples: uint8 images ``[b, H, W, C]`` and integer labels ``[b]``.
+
+  Images of varying sizes (ImageNet) come as a list of ``[H, W, C]`` arrays instead.
+  """
 
   def __len__(self) -> int: ...
 
@@ -58,9 +61,11 @@ class SourceReader:
     )
     if not records:
       return np.zeros((0, 0, 0, 0), np.uint8), np.zeros((0,), np.int32)
-    images = np.stack([np.asarray(r["image"]) for r in records])
+    images = [np.asarray(r["image"]) for r in records]
     labels = np.asarray([r["label"] for r in records], np.int32)
-    return images, labels
+    if len({i.shape for i in images}) > 1:
+      return images, labels  # type: ignore[return-value]  # sizes differ: a list
+    return np.stack(images), labels
 
   def read_all(self, chunk: int = 10_000) -> ArrayReader:
     """Reads every example into memory, ``chunk`` records at a time."""
@@ -86,8 +91,10 @@ class Dataset:
   """One split of an image-classification dataset, indexed by arrays of example indices.
 
   ``dataset[indices]`` returns ``{"image": float32 [b, H, W, C], "label": int32 [b]}``
-  with images normalised as ``(pixel / max_value - mean) / std`` using the dataset's
-  constants (see `jaxprune.data.specs.SPECS`).
+  with the evaluation preprocessing of its augmentation family applied (see
+  `jaxprune.data.augment`): images normalised as ``(pixel / max_value - mean) / std``
+  using the dataset's constants (see `jaxprune.data.specs.SPECS`), and for the
+  ``"imagenet"`` family first resized and centre-cropped to ``image_shape``.
 
   Attributes:
     name: the dataset name, e.g. ``"mnist"``.
@@ -96,6 +103,7 @@ class Dataset:
     image_shape: ``(H, W, C)``.
     num_classes: number of labels.
     in_memory: whether the raw examples are held in memory (else read per batch).
+    augment: the augmentation family (``"none"``, ``"cifar"``, ``"imagenet"``).
 
   Example:
     >>> from jaxprune.data import load
@@ -105,12 +113,14 @@ class Dataset:
     ((4, 8, 8, 1), dtype('int32'))
   """
 
-  def __init__(self, spec: DatasetSpec, split: str, reader: Reader):
+  def __init__(self, spec: DatasetSpec, split: str, reader: Reader, augment: str = ""):
+    from jaxprune.data.augment import Preprocess
+
     self.spec = spec
     self.split = split
     self._reader = reader
-    self._scale = np.float32(1.0 / (spec.max_value * spec.std))
-    self._shift = np.float32(spec.mean / spec.std)
+    self.augment = augment or spec.augment
+    self._eval = Preprocess(spec, self.augment, train=False)
 
   @property
   def name(self) -> str:
@@ -135,8 +145,17 @@ class Dataset:
   def __len__(self) -> int:
     return self.num_examples
 
+  def preprocess(self, train: bool) -> Any:
+    """The `jaxprune.data.augment.Preprocess` of this dataset for training or evaluation."""
+    from jaxprune.data.augment import Preprocess
+
+    return Preprocess(self.spec, self.augment, train=train)
+
   def raw(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Returns the raw uint8 images and int32 labels at ``indices`` (no normalisation)."""
+    """Returns the raw uint8 images and int32 labels at ``indices`` (no normalisation).
+
+    Images of varying sizes come as a list of ``[H, W, C]`` arrays.
+    """
     images, labels = self._reader.read(self._check_indices(indices))
     return images, labels.astype(np.int32)
 
@@ -157,13 +176,12 @@ class Dataset:
     """
     indices = self._check_indices(indices)
     if self.in_memory:
-      return Dataset(self.spec, split, ArrayReader(*self._reader.read(indices)))
-    return Dataset(self.spec, split, SubsetReader(self._reader, indices))
+      return Dataset(self.spec, split, ArrayReader(*self._reader.read(indices)), self.augment)
+    return Dataset(self.spec, split, SubsetReader(self._reader, indices), self.augment)
 
   def __getitem__(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     images, labels = self.raw(indices)
-    images = images.astype(np.float32) * self._scale - self._shift
-    return {"image": images.reshape((-1, *self.image_shape)), "label": labels}
+    return {"image": self._eval.apply(images, {}), "label": labels}
 
   def _check_indices(self, indices: np.ndarray) -> np.ndarray:
     indices = np.asarray(indices)

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from jaxprune.data.specs import DatasetSpec, get_spec
 
@@ -50,27 +51,116 @@ def _resolve(data_dir: str | os.PathLike | None) -> Path:
 
 
 def dataset_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
-  """Returns ``<data_dir>/<name>/<version>``, where TFDS keeps the prepared files of ``name``."""
-  from jaxprune.data.builders import builder_class
+  """Returns ``<data_dir>/<name>/<version>``, where TFDS keeps the prepared files of ``name``.
 
-  spec = _tfds_spec(name)
-  return _resolve(data_dir) / spec.name / str(builder_class(spec.name).VERSION)
-
-
-def _tfds_spec(name: str) -> DatasetSpec:
-  spec = get_spec(name)
+  For a dataset jaxprune prepares from IDX files the version is that of its builder;
+  for any other TFDS dataset it is the newest version prepared in ``data_dir`` (else the
+  version of the installed TFDS builder, where `tfds build` would write it).
+  """
+  spec = get_spec(name, data_dir)
   if not spec.needs_preparation:
     raise ValueError(
       f"{name!r} needs no preparation: jaxprune.data.load({name!r}, 'train') reads it directly."
     )
+  if spec.from_idx:
+    from jaxprune.data.builders import builder_class
+
+    return _resolve(data_dir) / spec.name / str(builder_class(spec.name).VERSION)
+  found = find_prepared(name, data_dir)
+  if found is not None:
+    return found
+  import tensorflow_datasets as tfds
+
+  try:
+    version = str(tfds.builder_cls(name.split("/")[0]).VERSION)
+  except Exception:  # an unregistered name: no version to guess
+    version = "VERSION"
+  return _resolve(data_dir) / name / version
+
+
+def _tfds_spec(name: str) -> DatasetSpec:
+  spec = get_spec(name)
+  if not spec.from_idx:
+    raise ValueError(
+      f"jaxprune prepares only IDX datasets ('mnist', 'fashion_mnist') itself, not {name!r}; "
+      f"prepare it with `tfds build {name} --file_format=array_record --data_dir DIR`."
+    )
   return spec
+
+
+def _info(folder: Path) -> dict | None:
+  try:
+    return json.loads((folder / "dataset_info.json").read_text())
+  except (OSError, ValueError):
+    return None
+
+
+def _complete(name: str, folder: Path, required: set[str]) -> bool:
+  """Whether ``folder`` holds an array_record dataset with ``required`` splits, all shards."""
+  info = _info(folder)
+  if info is None or info.get("fileFormat") != "array_record":
+    return False
+  splits = {s.get("name"): s for s in info.get("splits", [])}
+  if not required <= set(splits):
+    return False
+  for split, entry in splits.items():
+    template = entry.get("filepathTemplate", _DEFAULT_TEMPLATE)
+    num_shards = len(entry.get("shardLengths", []))
+    for shard in range(num_shards):
+      filename = (
+        template.replace("{DATASET}", name.split("/")[0])
+        .replace("{SPLIT}", split)
+        .replace("{FILEFORMAT}", "array_record")
+        .replace("{SHARD_X_OF_Y}", f"{shard:05d}-of-{num_shards:05d}")
+      )
+      if not (folder / filename).is_file():
+        return False
+  return True
+
+
+def _versions(name: str, data_dir: str | os.PathLike | None) -> list[Any]:
+  """Version folders of ``name`` in ``data_dir`` (local or a bucket), newest first."""
+  from etils import epath
+
+  root = epath.Path(os.fspath(_resolve(data_dir))) / name
+  try:
+    found = [p for p in root.iterdir() if p.name[:1].isdigit()]
+  except OSError:
+    return []
+
+  def key(p: Any) -> tuple[int, ...]:
+    return tuple(int(x) if x.isdigit() else -1 for x in p.name.split("."))
+
+  return sorted(found, key=key, reverse=True)
+
+
+def find_prepared(name: str, data_dir: str | os.PathLike | None = None) -> Any | None:
+  """The newest folder ``<data_dir>/<name>/<version>`` that holds a complete prepared dataset.
+
+  Works for any TFDS name (``"cifar10"``, ``"imagenette/full-size-v2"``) and for data
+  directories on a bucket (``gs://...``). Nothing is downloaded.
+
+  Example:
+    >>> find_prepared("cifar10", "/nonexistent") is None
+    True
+  """
+  from jaxprune.data.specs import SPECS
+
+  known = SPECS.get(name)
+  if known is not None and not known.needs_preparation:
+    return None
+  required = set(known.splits) if known is not None else set()
+  for folder in _versions(name, data_dir):
+    if _complete(name, folder, required):
+      return folder
+  return None
 
 
 def is_prepared(name: str, data_dir: str | os.PathLike | None = None) -> bool:
   """Whether ``tfds.data_source(name, data_dir=data_dir)`` can read ``name`` (no network).
 
   Args:
-    name: ``"mnist"``, ``"fashion_mnist"`` or ``"digits"`` (always prepared).
+    name: a dataset name (``"digits"`` is always prepared).
     data_dir: the TFDS data directory; defaults to `default_data_dir()`.
 
   Returns:
@@ -81,31 +171,13 @@ def is_prepared(name: str, data_dir: str | os.PathLike | None = None) -> bool:
     >>> is_prepared("mnist", "/nonexistent")
     False
   """
-  if not get_spec(name).needs_preparation:
+  from jaxprune.data.specs import SPECS
+
+  if name in SPECS and not SPECS[name].needs_preparation:
     return True
-  folder = dataset_dir(name, data_dir)
-  try:
-    info = json.loads((folder / "dataset_info.json").read_text())
-  except (OSError, ValueError):
-    return False
-  if info.get("fileFormat") != "array_record":
-    return False
-  splits = {s.get("name"): s for s in info.get("splits", [])}
-  if set(splits) < set(get_spec(name).splits):
-    return False
-  for split, entry in splits.items():
-    template = entry.get("filepathTemplate", _DEFAULT_TEMPLATE)
-    num_shards = len(entry.get("shardLengths", []))
-    for shard in range(num_shards):
-      filename = (
-        template.replace("{DATASET}", name)
-        .replace("{SPLIT}", split)
-        .replace("{FILEFORMAT}", "array_record")
-        .replace("{SHARD_X_OF_Y}", f"{shard:05d}-of-{num_shards:05d}")
-      )
-      if not (folder / filename).is_file():
-        return False
-  return True
+  if name in SPECS and SPECS[name].from_idx:
+    return _complete(name, dataset_dir(name, data_dir), set(SPECS[name].splits))
+  return find_prepared(name, data_dir) is not None
 
 
 def find_source_dir(name: str) -> Path | None:
@@ -223,6 +295,9 @@ def ensure_prepared(
   """
   if is_prepared(name, data_dir):
     return
+  if not get_spec(name, data_dir).from_idx:
+    _ensure_tfds(name, data_dir, download=download)
+    return
   source = Path(source_dir) if source_dir is not None else find_source_dir(name)
   if source is not None or download:
     prepare(name, source, data_dir, download=download and source is None)
@@ -234,4 +309,42 @@ def ensure_prepared(
     f"files once:\n\n  {prepare_command(name, data_dir)}\n\nor, in Python, "
     f"jaxprune.data.ensure_prepared({name!r}, data_dir, source_dir='DIR'); to download "
     f"instead (needs network access), pass download=True."
+  )
+
+
+def build_command(name: str, data_dir: str | os.PathLike | None) -> str:
+  """The shell command that prepares a TFDS dataset in the array_record format."""
+  return f"tfds build {name} --file_format=array_record --data_dir={_resolve(data_dir)}"
+
+
+def _ensure_tfds(name: str, data_dir: str | os.PathLike | None, *, download: bool) -> None:
+  """Prepares a TFDS dataset with its own builder if ``download``, else fails at once."""
+  import tensorflow_datasets as tfds
+
+  if download:
+    builder = tfds.builder(name, data_dir=os.fspath(_resolve(data_dir)), file_format="array_record")
+    builder.download_and_prepare()
+    return
+  other = [
+    f"{v.name} ({(_info(v) or {}).get('fileFormat', 'no dataset_info.json')})"
+    for v in _versions(name, data_dir)
+  ]
+  found = (
+    f" Found version(s) {other}, which jaxprune cannot read: it needs the array_record "
+    "format and every shard (convert with `tfds convert_format`)."
+    if other
+    else ""
+  )
+  manual = (
+    " ImageNet must be downloaded by hand first (see the TFDS catalog page of "
+    f"{name!r} for where its archives go, `--manual_dir`)."
+    if name.startswith("imagenet2012")
+    else ""
+  )
+  raise DatasetNotPreparedError(
+    f"Dataset {name!r} is not prepared in {os.fspath(_resolve(data_dir))!r}.{found} Prepare "
+    f"it once where the network is reachable:\n\n  {build_command(name, data_dir)}\n\n"
+    f"{manual}or point the run at a data directory that has it, e.g. a bucket: "
+    "--config.data.data_dir=gs://BUCKET/tensorflow_datasets. To let the run download and "
+    "prepare it itself, pass --config.data.download=True."
   )

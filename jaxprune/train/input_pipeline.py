@@ -51,9 +51,9 @@ class Splits:
 
 
 def _needs_files(name: str) -> bool:
-  from jaxprune.data.specs import get_spec
+  from jaxprune.data.specs import SPECS
 
-  return get_spec(name).needs_preparation
+  return name not in SPECS or SPECS[name].needs_preparation
 
 
 def resolve(data: ml_collections.ConfigDict) -> tuple[str, str | None]:
@@ -116,8 +116,13 @@ def load_splits(data: ml_collections.ConfigDict, *, verbose: bool = True) -> Spl
   if notice and verbose:
     print(notice, file=sys.stderr, flush=True)
   data_dir = (data.data_dir or None) if _needs_files(name) else None
-  train = jdata.load(name, "train", data_dir=data_dir)
-  test = jdata.load(name, "test", data_dir=data_dir)
+  options = dict(
+    data_dir=data_dir,
+    augment=str(data.get("augment", "")),
+    image_size=int(data.get("image_size", 0)),
+  )
+  train = jdata.load(name, "train", **options)
+  test = jdata.load(name, train.spec.test_split, **options)
   validation = None
   fraction = float(data.get("validation_fraction", 0.0))
   if fraction > 0:
@@ -171,19 +176,46 @@ def gather(data: dict[str, jax.Array], index: jax.Array, spec: Any) -> dict[str,
   Returns:
     ``{"image": float32 [b, H, W, C], "label": int32 [b]}``.
   """
-  scale = np.float32(1.0 / (spec.max_value * spec.std))
-  shift = np.float32(spec.mean / spec.std)
+  scale, shift = spec.normalisation()
   images = data["image"][index].astype(jnp.float32) * scale - shift
   return {"image": images, "label": data["label"][index]}
+
+
+class _GlobalBatches:
+  """Local batches (this process's rows) as global arrays when there are several processes."""
+
+  def __init__(self, iterator: Any, sharding: Any, batch_size: int):
+    self._iterator = iterator
+    self._sharding = sharding
+    self._batch_size = batch_size
+
+  def __iter__(self) -> _GlobalBatches:
+    return self
+
+  def __next__(self) -> dict[str, Any]:
+    batch = next(self._iterator)
+    if jax.process_count() == 1:
+      return batch
+    return {
+      k: jax.make_array_from_process_local_data(
+        self._sharding, v, (self._batch_size, *np.shape(v)[1:])
+      )
+      for k, v in batch.items()
+    }
+
+  def get_state(self) -> dict[str, int]:
+    return self._iterator.get_state()
 
 
 class TrainFeed:
   """The training batches of a run: indices into a device-resident split, or host batches.
 
-  With ``on_device=True`` and an in-memory split, the split is put on the devices once
-  (replicated) and each step receives only its example indices, sharded over the batch
-  axis; `jit_step` gathers the batch inside the step. Otherwise batches are read on the
-  host and put on the devices by a prefetch thread. Either way the order is that of a
+  With ``on_device=True``, an in-memory split and no random augmentation, the split is
+  put on the devices once (replicated) and each step receives only its example indices,
+  sharded over the batch axis; `jit_step` gathers the batch inside the step. Otherwise
+  each process reads its rows of every batch through grain
+  (`jaxprune.data.StreamedBatches`: ``num_workers`` processes read, decode and augment)
+  and a prefetch thread puts them on the devices. Either way the order is that of a
   `jaxprune.data.BatchIterator` over the split, and `get_state` is its position.
 
   Args:
@@ -195,6 +227,7 @@ class TrainFeed:
     on_device: keep an in-memory split on the devices.
     prefetch: batches prefetched ahead when streaming from the host.
     position: a `get_state` result to resume from.
+    num_workers: grain worker processes of the host path.
   """
 
   def __init__(
@@ -208,25 +241,33 @@ class TrainFeed:
     on_device: bool = True,
     prefetch: int = 2,
     position: dict[str, int] | None = None,
+    num_workers: int = 0,
   ):
     from jaxprune.train.sharding import HostLocalBatches
 
     self.spec = dataset.spec
-    self.on_device = bool(on_device and dataset.in_memory)
+    augmented = dataset.preprocess(train=True).random
+    self.on_device = bool(on_device and dataset.in_memory and not augmented)
     self._batch_sharding = batch_sharding
     self._batch_size = batch_size
-    source = Indices(dataset) if self.on_device else dataset
-    self._source = source
-    iterator = jdata.BatchIterator(source, batch_size, seed=seed)
-    if position is not None:
-      iterator.set_state(position)
-    batches = HostLocalBatches(iterator, batch_sharding)
     if self.on_device:
+      self._source: Any = Indices(dataset)
+      iterator = jdata.BatchIterator(self._source, batch_size, seed=seed)
+      if position is not None:
+        iterator.set_state(position)
       self.data = device_arrays(dataset, replicated)
-      self._iterator: Any = batches
+      self._iterator: Any = HostLocalBatches(iterator, batch_sharding)
     else:
+      self._source = dataset
+      streamed = jdata.StreamedBatches(
+        dataset, batch_size, seed=seed, num_workers=num_workers, prefetch=prefetch
+      )
+      if position is not None:
+        streamed.set_state(position)
       self.data = None
+      batches = _GlobalBatches(streamed, batch_sharding, batch_size)
       self._iterator = jdata.prefetch_to_device(batches, size=prefetch, sharding=batch_sharding)
+      self._streamed = streamed
 
   def __iter__(self) -> TrainFeed:
     return self
@@ -239,9 +280,10 @@ class TrainFeed:
     return self._iterator.get_state()
 
   def close(self) -> None:
-    """Stops the prefetch thread, if any."""
+    """Stops the prefetch thread and the grain workers, if any."""
     if not self.on_device:
       self._iterator.close()
+      self._streamed.close()
 
   def batch_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
     """Shapes and dtypes of the batches this feed yields (global batch size, x64 off)."""

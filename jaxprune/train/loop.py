@@ -162,6 +162,7 @@ def train_and_evaluate(
     on_device=bool(config.data.on_device),
     prefetch=int(config.data.prefetch),
     position=data_state,
+    num_workers=int(config.data.get("num_workers", 0)),
   )
   step_fn = functools.partial(
     train_step,

@@ -23,7 +23,7 @@ from jaxprune import distributions, dynamic, schedules, structures
 Config = ml_collections.ConfigDict
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "lion")
-LR_SCHEDULES = ("constant", "cosine", "linear")
+LR_SCHEDULES = ("constant", "cosine", "linear", "step")
 SCHEDULES = ("one_shot", "periodic", "polynomial")
 
 
@@ -32,7 +32,8 @@ def learning_rate(opt: Config, total_steps: int, steps_per_epoch: int) -> optax.
 
   ``"constant"``; ``"cosine"``: linear warm-up for ``warmup_epochs`` then cosine decay to
   ``learning_rate * end_lr_factor`` at ``total_steps``; ``"linear"``: the same warm-up then
-  linear decay.
+  linear decay; ``"step"``: the same warm-up, then the peak multiplied by ``decay_factor``
+  at each of ``decay_epochs`` (epochs from the start of the run).
 
   Example:
     >>> import ml_collections
@@ -52,6 +53,10 @@ def learning_rate(opt: Config, total_steps: int, steps_per_epoch: int) -> optax.
     main = optax.cosine_decay_schedule(peak, decay, alpha=float(opt.end_lr_factor))
   elif opt.lr_schedule == "linear":
     main = optax.linear_schedule(peak, end, decay)
+  elif opt.lr_schedule == "step":
+    factor = float(opt.get("decay_factor", 0.1))
+    bounds = [int(round(float(e) * steps_per_epoch)) - warmup for e in opt.get("decay_epochs", ())]
+    main = optax.piecewise_constant_schedule(peak, {b: factor for b in bounds if b > 0})
   else:
     raise ValueError(
       f"Unknown config.optimizer.lr_schedule {opt.lr_schedule!r}; expected one of "

@@ -42,8 +42,9 @@ def test_normalisation_uses_the_dataset_constants():
 
 
 def test_unknown_names_splits_and_bad_indices_explain_themselves():
-  with pytest.raises(ValueError, match=r"'cifar10'.*'digits'.*'fashion_mnist'.*'mnist'"):
-    load("cifar10", "train")
+  known = r"'cifar10'.*'digits'.*'fashion_mnist'.*'mnist'.*tfds build no_such_set"
+  with pytest.raises(ValueError, match=known):
+    load("no_such_set", "train", data_dir="/nonexistent")
   with pytest.raises(ValueError, match="no split 'validation'.*'test', 'train'"):
     load("digits", "validation")
   test = load("digits", "test")

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import jaxprune
+from jaxprune.data.specs import SPECS
 from jaxprune.train import models, optim
 from jaxprune.train.config import config_path, load_config, override
 from jaxprune.train.state import create_train_state
@@ -26,11 +27,15 @@ def test_every_method_family_has_a_config():
 def test_config_builds_its_optimizer_and_state(name):
   config = load_config(name)
   assert config.pruning.criterion in jaxprune.criteria.names()
-  tx, lr = optim.make_optimizer(config, steps_per_epoch=100, total_steps=1000)
+  # Long enough to pass the warm-up (ViT-B/16 warms up for 32 epochs).
+  total = max(1000, int(float(config.optimizer.warmup_epochs) * 100) + 100)
+  tx, lr = optim.make_optimizer(config, steps_per_epoch=100, total_steps=total)
   model = models.get_model(config.model.name, num_classes=10, **config.model.kwargs.to_dict())
-  state = jax.eval_shape(lambda: create_train_state(model, tx, (28, 28, 1), 0))
+  spec = SPECS.get(config.data.name)
+  shape = spec.image_shape if spec is not None else (28, 28, 1)  # VGG-16 needs >= 32x32
+  state = jax.eval_shape(lambda: create_train_state(model, tx, shape, 0))
   assert isinstance(state.opt_state, jaxprune.MaskedState)
-  peak = max(float(lr(t)) for t in range(0, 1000, 10))
+  peak = max(float(lr(t)) for t in range(0, total, 10))
   assert peak == pytest.approx(config.optimizer.learning_rate, rel=1e-3)
 
 

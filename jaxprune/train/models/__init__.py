@@ -13,6 +13,14 @@ Example:
   266610
 """
 
+from jaxprune.train.models.benchmarks import (
+  VGG16,
+  Bottleneck,
+  ResNet32,
+  ResNet50,
+  ResNet56,
+  ViTB16,
+)
 from jaxprune.train.models.convnets import LeNet5Caffe, LeNet300100, VGGSmall
 from jaxprune.train.models.counting import count_nonzero, count_params, flops_per_example
 from jaxprune.train.models.registry import MODELS, get_model
@@ -22,10 +30,16 @@ from jaxprune.train.models.vit import EncoderBlock, ViTSmall
 __all__ = [
   "MODELS",
   "BasicBlock",
+  "Bottleneck",
   "EncoderBlock",
   "LeNet300100",
   "LeNet5Caffe",
   "ResNet20",
+  "ResNet32",
+  "ResNet50",
+  "ResNet56",
+  "VGG16",
+  "ViTB16",
   "VGGSmall",
   "ViTSmall",
   "count_nonzero",

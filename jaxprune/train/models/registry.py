@@ -8,6 +8,7 @@ from collections.abc import Mapping
 
 import flax.linen as nn
 
+from jaxprune.train.models.benchmarks import VGG16, ResNet32, ResNet50, ResNet56, ViTB16
 from jaxprune.train.models.convnets import LeNet5Caffe, LeNet300100, VGGSmall
 from jaxprune.train.models.resnet import ResNet20
 from jaxprune.train.models.vit import ViTSmall
@@ -19,6 +20,11 @@ MODELS: Mapping[str, type[nn.Module]] = types.MappingProxyType(
     "vgg_small": VGGSmall,
     "resnet20": ResNet20,
     "vit_small": ViTSmall,
+    "resnet32": ResNet32,
+    "resnet56": ResNet56,
+    "vgg16": VGG16,
+    "resnet50": ResNet50,
+    "vit_b16": ViTB16,
   }
 )
 
@@ -28,7 +34,8 @@ def get_model(name: str, num_classes: int, **kwargs) -> nn.Module:
 
   Args:
     name: One of ``"lenet300100"``, ``"lenet5"``, ``"vgg_small"``, ``"resnet20"``,
-      ``"vit_small"`` (the keys of `MODELS`).
+      ``"vit_small"``, ``"resnet32"``, ``"resnet56"``, ``"vgg16"``, ``"resnet50"``,
+      ``"vit_b16"`` (the keys of `MODELS`).
     num_classes: Size of the output layer.
     **kwargs: The model's other attributes, e.g. ``widths=(16, 32)`` for ``"vgg_small"``.
 

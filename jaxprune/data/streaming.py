@@ -1,0 +1,261 @@
+"""Training batches read, decoded and augmented by grain worker processes.
+
+`HostBatches` is a `grain.MapDataset` whose element ``k`` is one process's rows of the
+``k``-th global training batch, read from a `jaxprune.data.Dataset` (in memory or a
+``tfds.data_source``) and preprocessed with the dataset's training augmentation.
+`StreamedBatches` iterates it through grain: ``mp_prefetch`` runs the reading, decoding
+and augmentation in worker processes and keeps a bounded number of batches ready.
+
+Order and randomness depend only on the seed and the batch number: the examples of
+epoch ``e`` are visited in ``np.random.default_rng([seed, e]).permutation(n)`` (the order
+of `jaxprune.data.BatchIterator`), and the augmentation of global batch ``k`` draws its
+random numbers from ``np.random.default_rng([seed, 1, k])`` for the whole global batch.
+So, per process:
+
+- sharding: with ``P`` processes, process ``p`` feeds rows ``[p * B/P, (p + 1) * B/P)`` of
+  every global batch of ``B`` rows: the processes together feed exactly the batches of a
+  single-process run (the equivalent of grain's ``ShardByJaxProcess``, but aligned to
+  the global batch, so results do not depend on the number of processes);
+- resuming: the position is ``{"epoch", "index"}`` like `BatchIterator`'s (saved in the
+  checkpoint as JSON); a restored iterator starts at that batch and yields bit for bit
+  the batches an uninterrupted one would have, with any number of workers (grain's own
+  iterator state records per-worker positions and so ties a checkpoint to the worker
+  count).
+
+Memory is bounded: at most ``(num_workers + 1) * (prefetch + 1)`` batches are in
+flight, whatever the size of the dataset (a streamed dataset is read batch by batch).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import grain
+import numpy as np
+
+from jaxprune.data.batching import epoch_order
+from jaxprune.data.dataset import Dataset
+
+Batch = dict[str, np.ndarray]
+_AUGMENT_STREAM = 1  # Seeds the augmentation: default_rng([seed, 1, batch number]).
+
+
+def _parse_absl_flags() -> None:
+  """grain's workers read absl flags; mark them parsed when the program did not parse them."""
+  from absl import flags
+
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+
+
+class HostBatches(grain.MapDataset):
+  """Element ``k``: this process's rows of global training batch ``k``, preprocessed.
+
+  Endless (``len`` is ``sys.maxsize``): batch ``k`` is batch ``k % steps_per_epoch`` of
+  epoch ``k // steps_per_epoch``; the last ``n % batch_size`` examples of each epoch's
+  order are dropped.
+
+  Args:
+    dataset: the training split.
+    batch_size: the global batch size ``B`` (a multiple of ``process_count``).
+    seed: seed of the order and of the augmentation.
+    shuffle: permute the examples every epoch (else index order).
+    process_index: this process (`jax.process_index()`).
+    process_count: number of processes (`jax.process_count()`).
+
+  Example:
+    >>> from jaxprune.data import load
+    >>> batches = HostBatches(load("digits", "train"), batch_size=32, seed=0)
+    >>> batches[0]["image"].shape, batches.steps_per_epoch
+    ((32, 8, 8, 1), 44)
+    >>> half = HostBatches(load("digits", "train"), 32, 0, process_index=1, process_count=2)
+    >>> bool((half[5]["label"] == batches[5]["label"][16:]).all())
+    True
+  """
+
+  def __init__(
+    self,
+    dataset: Dataset,
+    batch_size: int,
+    seed: int = 0,
+    *,
+    shuffle: bool = True,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
+    super().__init__()
+    n = dataset.num_examples
+    if not 1 <= batch_size <= n or batch_size % process_count:
+      raise ValueError(
+        f"batch_size={batch_size} must lie in [1, {n}] (the examples of "
+        f"{dataset.name}/{dataset.split}) and split evenly over {process_count} processes; "
+        f"e.g. HostBatches(dataset, batch_size={max(process_count, min(n, 128))})."
+      )
+    self.dataset = dataset
+    self.batch_size = batch_size
+    self.seed = int(seed)
+    self.shuffle = shuffle
+    self.rows = batch_size // process_count
+    self.first_row = process_index * self.rows
+    self.steps_per_epoch = n // batch_size
+    self._preprocess = dataset.preprocess(train=True)
+    self._order: tuple[int, np.ndarray] | None = None
+
+  def __len__(self) -> int:
+    return sys.maxsize
+
+  def __str__(self) -> str:
+    return f"HostBatches({self.dataset!r}, batch_size={self.batch_size}, seed={self.seed})"
+
+  def _epoch_order(self, epoch: int) -> np.ndarray:
+    if self._order is None or self._order[0] != epoch:
+      n = self.dataset.num_examples
+      self._order = (epoch, epoch_order(n, self.seed, epoch, self.shuffle))
+    return self._order[1]
+
+  def __getitem__(self, k: Any) -> Any:
+    if isinstance(k, slice):
+      return self.slice(k)
+    epoch, step = divmod(int(k), self.steps_per_epoch)
+    start = step * self.batch_size + self.first_row
+    indices = self._epoch_order(epoch)[start : start + self.rows]
+    images, labels = self.dataset.raw(indices)
+    draws = {}
+    if self._preprocess.random:
+      rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, int(k)])
+      every = self._preprocess.draw(rng, self.batch_size)
+      draws = {key: v[self.first_row : self.first_row + self.rows] for key, v in every.items()}
+    return {"image": self._preprocess.apply(images, draws), "label": labels}
+
+
+class StreamedBatches:
+  """Endless iterator over `HostBatches` through grain, with a resumable position.
+
+  Args:
+    dataset: the training split.
+    batch_size: the global batch size.
+    seed: seed of the order and of the augmentation.
+    num_workers: grain worker processes reading and augmenting batches (0: in this
+      process, in a grain reader thread).
+    prefetch: batches each worker (or the reader thread) keeps ready.
+    shuffle: permute the examples every epoch.
+    process_index: this process; defaults to `jax.process_index()`.
+    process_count: number of processes; defaults to `jax.process_count()`.
+
+  Example:
+    >>> from jaxprune.data import load
+    >>> it = StreamedBatches(load("digits", "train"), batch_size=128, seed=0)
+    >>> first = next(it)
+    >>> it.get_state()
+    {'epoch': 0, 'index': 128}
+    >>> again = StreamedBatches(load("digits", "train"), batch_size=128, seed=0)
+    >>> again.set_state({"epoch": 0, "index": 0})
+    >>> bool((next(again)["image"] == first["image"]).all())
+    True
+    >>> it.close(); again.close()
+  """
+
+  def __init__(
+    self,
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    num_workers: int = 0,
+    prefetch: int = 2,
+    shuffle: bool = True,
+    process_index: int | None = None,
+    process_count: int | None = None,
+  ):
+    if num_workers < 0 or prefetch < 1:
+      raise ValueError(
+        f"StreamedBatches needs num_workers >= 0 and prefetch >= 1, got num_workers="
+        f"{num_workers}, prefetch={prefetch}; e.g. --config.data.num_workers=4."
+      )
+    if process_index is None or process_count is None:
+      import jax
+
+      process_index, process_count = jax.process_index(), jax.process_count()
+    self.batches = HostBatches(
+      dataset,
+      batch_size,
+      seed,
+      shuffle=shuffle,
+      process_index=process_index,
+      process_count=process_count,
+    )
+    self.num_workers = num_workers
+    self.prefetch = prefetch
+    self._next = 0
+    self._iterator: Any = None
+
+  @property
+  def steps_per_epoch(self) -> int:
+    """Batches per epoch."""
+    return self.batches.steps_per_epoch
+
+  def _start(self) -> None:
+    ds = self.batches[self._next :].to_iter_dataset(
+      grain.ReadOptions(num_threads=1, prefetch_buffer_size=self.prefetch)
+    )
+    if self.num_workers:
+      _parse_absl_flags()
+      options = grain.MultiprocessingOptions(
+        num_workers=self.num_workers, per_worker_buffer_size=self.prefetch
+      )
+      ds = ds.mp_prefetch(options)
+    self._iterator = iter(ds)
+
+  def __iter__(self) -> StreamedBatches:
+    return self
+
+  def __next__(self) -> Batch:
+    if self._iterator is None:
+      self._start()
+    batch = next(self._iterator)
+    self._next += 1
+    return batch
+
+  def get_state(self) -> dict[str, int]:
+    """The position after the last batch returned, like `BatchIterator.get_state`."""
+    steps, b = self.steps_per_epoch, self.batches.batch_size
+    if self._next and self._next % steps == 0:
+      return {"epoch": self._next // steps - 1, "index": steps * b}
+    return {"epoch": self._next // steps, "index": self._next % steps * b}
+
+  def set_state(self, state: dict[str, int]) -> None:
+    """Moves to a position from `get_state` (of an iterator over the same data and batch size).
+
+    Raises:
+      ValueError: if the state is not a position of this iterator.
+    """
+    steps, b = self.steps_per_epoch, self.batches.batch_size
+    try:
+      epoch, index = int(state["epoch"]), int(state["index"])
+    except (KeyError, TypeError) as e:
+      raise ValueError(
+        f"Expected a state like {{'epoch': 3, 'index': 256}} from get_state(), got {state!r}."
+      ) from e
+    if epoch < 0 or not 0 <= index <= steps * b or index % b:
+      raise ValueError(
+        f"State {state!r} is not a position of this iterator: expected epoch >= 0 and index a "
+        f"multiple of batch_size={b} in [0, {steps * b}]. Was it saved by an iterator with "
+        "another batch_size or dataset?"
+      )
+    self.close()
+    self._next = epoch * steps + index // b
+
+  def close(self) -> None:
+    """Stops the grain workers, if any (a later `next` starts them again)."""
+    if self._iterator is not None:
+      close = getattr(self._iterator, "close", None)
+      if close is not None:
+        close()
+      self._iterator = None
+
+  def __enter__(self) -> StreamedBatches:
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
