@@ -253,3 +253,30 @@ def test_a_killed_lottery_run_resumes_mid_round(tmp_path, env):
   ref_json = json.loads((reference / "lottery.json").read_text())
   killed_json = json.loads((killed / "lottery.json").read_text())
   assert killed_json["rounds"] == ref_json["rounds"]
+
+
+def test_global_rounds_share_one_threshold_and_keep_the_output_rate():
+  rng = np.random.default_rng(0)
+  params = {
+    "a": {"kernel": rng.normal(size=(40, 50)).astype(np.float32)},
+    "b": {"kernel": 3 * rng.normal(size=(50, 20)).astype(np.float32)},
+    "out": {"kernel": rng.normal(size=(20, 10)).astype(np.float32)},
+  }
+  paths = ["a/kernel", "b/kernel", "out/kernel"]
+  lot = load_config("lottery", {"lottery.distribution": "global"}).lottery
+  with lot.unlocked():
+    lot.output_layer = "out/kernel"
+  masks = jax.tree.map(lambda x: np.ones(x.shape, bool), params)
+  for r in (1, 2):
+    masks = lottery.next_masks(params, masks, r, lot, paths)
+    params = jax.tree.map(lambda w, m: np.where(m, w, 0.0), params, masks)
+    kept = {p: int(m.sum()) for p, m in jaxprune._tree.leaves_with_paths(masks)}
+    assert kept["a/kernel"] + kept["b/kernel"] == 3000 - round((1 - 0.8**r) * 3000)
+    assert kept["out/kernel"] == 200 - round((1 - 0.9**r) * 200)
+    a, b = np.abs(params["a"]["kernel"]), np.abs(params["b"]["kernel"])
+    kept_min = min(a[masks["a"]["kernel"]].min(), b[masks["b"]["kernel"]].min())
+    assert kept_min >= max(a[~masks["a"]["kernel"]].max(), b[~masks["b"]["kernel"]].max())
+  assert kept["b/kernel"] / 1000 > kept["a/kernel"] / 2000  # larger weights keep more
+  # Magnitude on weights whose pruned entries are not zero would revive them: refused.
+  with pytest.raises(RuntimeError, match="earlier round pruned"):
+    lottery.next_masks(jax.tree.map(lambda w: w + 10.0, params), masks, 3, lot, paths)
