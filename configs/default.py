@@ -37,6 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.name = "lenet300100"  # lenet300100, lenet5, vgg_small, resnet20 or vit_small.
   config.model.kwargs = ml_collections.ConfigDict()  # Model attributes, e.g. widths for resnet20.
+  # .npz of params replacing the initialisation (jaxprune.train.export.save_tree), e.g. a
+  # lottery ticket's rewind point; "" = initialise from the seed.
+  config.model.initial_params = ""
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"  # adam, adamw, sgd, momentum or lion (wrapped by masked()).
@@ -55,6 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 128  # Global batch size (split over devices).
   config.train.num_epochs = 20.0  # Length of the run in epochs (fractions allowed).
   config.train.num_steps = -1  # If > 0, the length in steps instead of epochs.
+  # Step a fresh run starts at (e.g. k when rewound to step k): it trains steps start_step
+  # to the end, the learning rate continuing from its value at start_step.
+  config.train.start_step = 0
   config.train.eval_batch_size = 1000  # Batch size of the evaluations.
   # Evaluate on the validation split this often (and at the end); the test split is
   # evaluated once, at the end (during training too if validation_fraction is 0).
@@ -83,6 +89,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.pruning.structure = "unstructured"  # unstructured, channels, rows, N:M, block:RxC.
   config.pruning.packed = False  # Store masks as 1 bit per weight.
   config.pruning.seed = 0  # Seed of stochastic criteria (e.g. random).
+  # .npz of bool masks to start from (jaxprune.train.export.save_tree, e.g. a lottery
+  # round's masks.npz): fixed with sparsity 0 (static sparse training), else the schedule
+  # prunes further from them. "" = start dense.
+  config.pruning.initial_masks = ""
   config.pruning.scoring_temperature = 1.0  # Logit temperature of the loss criteria score with.
   # Steps where the schedule keeps the masks use a second compiled step without the
   # mask-update branch (identical results, faster; costs one more compilation).

@@ -12,7 +12,8 @@ Modules: `state` (`TrainState`), `steps` (`train_step`, `eval_step`), `optim` (o
 from a config), `experiment` (data, model, optimizer of a config; `load_state`),
 `checkpoint` (orbax, exact resume), `sharding` (data parallel / FSDP over a `Mesh`),
 `loop` (`train_and_evaluate`), `evaluation`, `report` (table and plots), `sweep`,
-`models` (the model zoo). Names below are imported on first use, so importing
+`lottery` (iterative magnitude pruning with rewinding), `export` (masks and params as
+.npz), `models` (the model zoo). Names below are imported on first use, so importing
 ``jaxprune.train.models`` stays light.
 
 Example:

@@ -12,14 +12,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import flax.linen as nn
 import jax
 import ml_collections
 import optax
 
+import jaxprune
 from jaxprune import criteria
-from jaxprune.train import checkpoint, input_pipeline, models, optim
+from jaxprune.train import checkpoint, export, input_pipeline, models, optim
 from jaxprune.train import penalty as penalty_lib
 from jaxprune.train.state import TrainState, create_train_state
 
@@ -37,6 +39,8 @@ class Experiment:
     steps_per_epoch: full batches per epoch.
     total_steps: length of the run in steps.
     input_shape: one example's shape, e.g. ``(28, 28, 1)``.
+    initial_params: params replacing the initialisation (``config.model.initial_params``),
+      or None.
   """
 
   config: ml_collections.ConfigDict
@@ -47,13 +51,34 @@ class Experiment:
   steps_per_epoch: int
   total_steps: int
   input_shape: tuple[int, ...]
+  initial_params: Any = None
 
   @property
   def create_state(self) -> Callable[[], TrainState]:
-    """A function building the initial `TrainState` (also used under `jax.eval_shape`)."""
-    return functools.partial(
-      create_train_state, self.model, self.tx, self.input_shape, int(self.config.seed)
+    """A function building the initial `TrainState` (also used under `jax.eval_shape`).
+
+    It starts at ``config.train.start_step`` from ``initial_params`` if given; with
+    ``config.pruning.initial_masks`` the params' pruned entries are zeroed from the start,
+    so the first step already sees the sparse network.
+    """
+    create = functools.partial(
+      create_train_state,
+      self.model,
+      self.tx,
+      self.input_shape,
+      int(self.config.seed),
+      params=self.initial_params,
+      step=int(self.config.train.get("start_step", 0)),
     )
+    if not (self.config.pruning.enabled and self.config.pruning.get("initial_masks")):
+      return create
+
+    def create_masked() -> TrainState:
+      state = create()
+      masks = jaxprune.masks_of(state.opt_state)
+      return state.replace(params=jaxprune.apply_masks(state.params, masks))
+
+    return create_masked
 
   @property
   def penalty(self) -> penalty_lib.Penalty | None:
@@ -192,8 +217,20 @@ def build(config: ml_collections.ConfigDict, *, verbose: bool = True) -> Experim
   model = models.get_model(
     config.model.name, num_classes=train.num_classes, **config.model.kwargs.to_dict()
   )
+  start_step = int(config.train.get("start_step", 0))
+  if not 0 <= start_step < total_steps:
+    raise ValueError(
+      f"config.train.start_step={start_step} is outside the run's {total_steps} steps; "
+      f"expected 0 to {total_steps - 1}, e.g. --config.train.start_step=0."
+    )
   tx, lr = optim.make_optimizer(config, steps_per_epoch, total_steps)
-  if config.pruning.enabled and verbose:
+  initial_params = None
+  if config.model.get("initial_params"):
+    like = jax.eval_shape(
+      functools.partial(create_train_state, model, tx, tuple(train.image_shape), 0)
+    ).params
+    initial_params = export.load_tree(config.model.initial_params, like, what="params")
+  if config.pruning.enabled and not optim.fixed_masks(config.pruning) and verbose:
     last = optim.last_mask_update(config.pruning.schedule, steps_per_epoch)
     if last is not None and last >= total_steps:
       print(
@@ -205,7 +242,15 @@ def build(config: ml_collections.ConfigDict, *, verbose: bool = True) -> Experim
         flush=True,
       )
   return Experiment(
-    config, splits, model, tx, lr, steps_per_epoch, total_steps, tuple(train.image_shape)
+    config,
+    splits,
+    model,
+    tx,
+    lr,
+    steps_per_epoch,
+    total_steps,
+    tuple(train.image_shape),
+    initial_params,
   )
 
 

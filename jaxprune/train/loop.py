@@ -80,7 +80,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def train_and_evaluate(
-  config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, verbose: bool = True
+  config: ml_collections.ConfigDict,
+  workdir: str | os.PathLike,
+  *,
+  verbose: bool = True,
+  stop_step: int | None = None,
 ) -> dict[str, Any]:
   """Trains and evaluates a model as ``config`` says, resuming from ``workdir`` if possible.
 
@@ -88,9 +92,12 @@ def train_and_evaluate(
     config: the experiment config (see ``configs/default.py`` for every field).
     workdir: the run's folder (created if missing).
     verbose: print the final table to stdout.
+    stop_step: stop after this step, with a checkpoint there, as if interrupted (no test
+      evaluation, no summary); calling again without it continues the run exactly.
 
   Returns:
-    The summary also written to ``<workdir>/summary.json``.
+    The summary also written to ``<workdir>/summary.json``; with ``stop_step`` before the
+    end, only ``{"steps": stop_step, "stopped": True}``.
 
   Example:
     From Python, with any override of the command line::
@@ -247,9 +254,10 @@ def train_and_evaluate(
   # Throughput is timed from the end of the first step; evaluations are left out of it.
   input_wait, timed_steps, timed_from, cpu_from = 0.0, 0, None, 0.0
   eval_wall, eval_cpu = 0.0, 0.0
+  end = total_steps if stop_step is None else max(min(int(stop_step), total_steps), start_step)
   loop_start = time.perf_counter()
   try:
-    for step in range(start_step, total_steps):
+    for step in range(start_step, end):
       fetch_start = time.perf_counter()
       batch = next(batches)
       input_wait += time.perf_counter() - fetch_start
@@ -304,7 +312,7 @@ def train_and_evaluate(
         bar.set_postfix(postfix, refresh=False)
       bar.update(1)
       if ckpt is not None:
-        ckpt.save(done, state, batches.get_state(), force=done == total_steps)
+        ckpt.save(done, state, batches.get_state(), force=done in (end, total_steps))
   finally:
     jax.block_until_ready(state)
     loop_end, cpu_end = time.perf_counter(), time.process_time()
@@ -317,6 +325,8 @@ def train_and_evaluate(
     if ckpt is not None:
       ckpt.close()
 
+  if end < total_steps:
+    return {"steps": int(state.step), "stopped": True}
   timed = loop_end - timed_from - eval_wall if timed_steps and timed_from is not None else 0.0
   if last_test is None:  # Resumed a finished run: nothing trained, evaluate once more.
     last_test = run_eval(state, test_ds)

@@ -86,6 +86,11 @@ def main() -> None:
       logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
     if multihost.value:
       initialize_distributed(coordinator.value, num_processes.value, process_id.value)
-    train_and_evaluate(config.value, workdir.value)
+    if "lottery" in config.value:  # configs/lottery.py: rounds of pruning and rewinding
+      from jaxprune.train import lottery
+
+      lottery.main(config.value, workdir.value)
+    else:
+      train_and_evaluate(config.value, workdir.value)
 
   app.run(run)

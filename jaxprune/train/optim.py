@@ -19,6 +19,7 @@ import optax
 
 import jaxprune
 from jaxprune import distributions, dynamic, schedules, structures
+from jaxprune.train import export
 
 Config = ml_collections.ConfigDict
 
@@ -198,6 +199,8 @@ def mask_update_steps(config: Config, steps_per_epoch: int, total_steps: int) ->
     [2, 4, 6]
   """
   pruning = config.pruning
+  if fixed_masks(pruning):
+    return np.zeros(total_steps, bool)
   schedule = pruning_schedule(pruning.schedule, steps_per_epoch)
   target = float(pruning.sparsity)
   update = jax.jit(jax.vmap(lambda t: schedule(t, target)[0]))
@@ -300,6 +303,36 @@ def dynamic_optimizer(
   )
 
 
+def fixed_masks(pruning: Config) -> bool:
+  """Whether the run trains with fixed ``initial_masks`` (given, and sparsity 0).
+
+  Example:
+    >>> import ml_collections
+    >>> fixed_masks(ml_collections.ConfigDict(dict(initial_masks="m.npz", sparsity=0.0)))
+    True
+  """
+  return bool(pruning.get("initial_masks")) and float(pruning.sparsity) == 0.0
+
+
+def initial_masks(pruning: Config) -> Any:
+  """``params -> masks`` read from ``pruning.initial_masks`` (an .npz), or None if unset.
+
+  The file is read once, at the first call, and checked against the params' paths and
+  shapes (`jaxprune.train.export.load_tree`).
+  """
+  path = pruning.get("initial_masks")
+  if not path:
+    return None
+  loaded: list[Any] = []
+
+  def masks(params: Any) -> Any:
+    if not loaded:
+      loaded.append(export.load_tree(path, params, what="masks"))
+    return jax.tree.map(jnp.asarray, loaded[0])
+
+  return masks
+
+
 def target_sparsity(pruning: Config) -> float | None:
   """``config.pruning.sparsity`` for `jaxprune.masked`: ``None`` for threshold criteria.
 
@@ -343,21 +376,34 @@ def make_optimizer(
     >>> tx, lr = make_optimizer(config, steps_per_epoch=468, total_steps=9360)
   """
   lr = learning_rate(config.optimizer, total_steps, steps_per_epoch)
-  inner = inner_optimizer(config.optimizer, lr)
+  start = int(config.train.get("start_step", 0))
+  # A run started at step k (rewound) has a fresh optimizer whose count starts at 0.
+  inner_lr = lr if start == 0 else (lambda count: lr(count + start))
+  inner = inner_optimizer(config.optimizer, inner_lr)
   pruning = config.pruning
   if not pruning.enabled:
     return inner, lr
+  masks = initial_masks(pruning)
   dynamic_tx = dynamic_optimizer(inner, pruning, steps_per_epoch)
   if dynamic_tx is not None:
+    if masks is not None:
+      raise ValueError(
+        f"config.pruning.initial_masks={pruning.initial_masks!r} works with "
+        "config.pruning.method='masked' and a pruning (not drop-and-grow) criterion; got "
+        f"method={pruning.get('method', 'masked')!r}, criterion={pruning.criterion!r}. Use "
+        "--config.pruning.method=masked --config.pruning.criterion=magnitude."
+      )
     return dynamic_tx, lr
+  fixed = fixed_masks(pruning)
   tx = jaxprune.masked(
     inner,
-    target_sparsity(pruning),
+    None if fixed else target_sparsity(pruning),
     criterion=pruning.criterion,
-    schedule=pruning_schedule(pruning.schedule, steps_per_epoch),
+    schedule=None if fixed else pruning_schedule(pruning.schedule, steps_per_epoch),
     distribution=distribution_from_config(pruning),
     structure=structure_from_string(pruning.structure),
     packed=bool(pruning.packed),
     seed=int(pruning.seed),
+    initial_masks=masks,
   )
   return tx, lr

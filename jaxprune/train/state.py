@@ -69,6 +69,8 @@ def create_train_state(
   tx: optax.GradientTransformation,
   input_shape: Sequence[int],
   seed: int,
+  params: PyTree | None = None,
+  step: int = 0,
 ) -> TrainState:
   """Initialises the model on a dummy batch and the optimizer on its params.
 
@@ -80,9 +82,12 @@ def create_train_state(
     tx: the optimizer, e.g. ``jaxprune.masked(optax.adam(1e-3), 0.9)``.
     input_shape: one example's shape without the batch axis, e.g. ``(28, 28, 1)``.
     seed: seeds the initialisation and the run's PRNG key.
+    params: params replacing the initialisation (same structure and shapes), e.g. a
+      lottery ticket's rewind point; the optimizer starts fresh on them.
+    step: the step the state starts at (a run rewound to step k starts at k).
 
   Returns:
-    A `TrainState` at step 0.
+    A `TrainState` at ``step``.
 
   Example:
     >>> import optax, jaxprune
@@ -93,19 +98,34 @@ def create_train_state(
     (0, (64, 300))
   """
 
-  def init() -> tuple[PyTree, PyTree, PyTree, jax.Array]:
+  def init(given: PyTree | None) -> tuple[PyTree, PyTree, PyTree, jax.Array]:
     init_key, run_key = jax.random.split(jax.random.key(seed))
     params_key, dropout_key = jax.random.split(init_key)
     dummy = jnp.zeros((1, *input_shape), jnp.float32)
     variables = model.init({"params": params_key, "dropout": dropout_key}, dummy, train=False)
-    params = variables["params"]
+    params = variables["params"] if given is None else given
     batch_stats = variables.get("batch_stats", {})
     return params, batch_stats, tx.init(params), jax.random.key_data(run_key)
 
+  given = None
+  if params is not None:
+    expected = jax.eval_shape(init, None)[0]
+    given = jax.tree.map(jnp.asarray, params)
+    if jax.tree.structure(given) != jax.tree.structure(expected) or any(
+      (a.shape, a.dtype) != (b.shape, b.dtype)
+      for a, b in zip(jax.tree.leaves(given), jax.tree.leaves(expected), strict=True)
+    ):
+      raise ValueError(
+        "create_train_state(params=...): the given params do not match the model's: got "
+        f"{jax.tree.map(lambda x: (x.shape, str(x.dtype)), given)}, expected "
+        f"{jax.tree.map(lambda x: (x.shape, str(x.dtype)), expected)}. Pass params of the "
+        "same model, e.g. the params of a run with the same config.model."
+      )
+
   # One compiled program instead of one per initialiser op (much faster on CPU).
-  params, batch_stats, opt_state, rng = jax.jit(init)()
+  params, batch_stats, opt_state, rng = jax.jit(init)(given)
   return TrainState(
-    step=jnp.zeros([], jnp.int32),
+    step=jnp.full([], step, jnp.int32),
     apply_fn=model.apply,
     params=params,
     tx=tx,

@@ -1,0 +1,444 @@
+"""Lottery tickets: iterative magnitude pruning with rewinding, and its two controls.
+
+`run` trains ``lottery.rounds + 1`` rounds with the ordinary trainer
+(`jaxprune.train.loop.train_and_evaluate`), each in its own workdir ``round_<r>``:
+
+1. round 0 trains the dense network from its initialisation;
+2. after round r, magnitude pruning of the trained weights (`jaxprune.prune`) removes
+   ``rate`` of the weights each layer still has (``output_rate`` for ``output_layer``),
+   so round r has per-layer sparsity ``1 - (1 - rate) ** r``: exact counts, ``n -
+   round(s * n)`` weights kept, and nested (pruned weights are exactly 0 after training,
+   so they rank lowest; `next_masks` checks it);
+3. round r starts from those masks (``pruning.initial_masks``: fixed, static sparse
+   training) and the surviving weights rewound (``model.initial_params``) to their values
+   at initialisation (Frankle & Carbin 2019) or, with ``rewind_step`` k > 0, at step k of
+   round 0 (Frankle et al. 2020), training steps k to the end (``train.start_step``);
+4. the optimizer starts fresh every round.
+
+Controls, for every round r >= 1, each a trained run at the same per-layer sparsity:
+``reinit`` (the ticket's masks, weights drawn afresh from the initialiser) and ``random``
+(masks drawn at random with the ticket's per-layer counts, weights rewound like the
+ticket's). They live in ``controls/<name>/round_<r>``.
+
+Every run checkpoints in its workdir, so a killed lottery run started again with the
+same command resumes the round it was in. Each round's masks are in
+``round_<r>/masks.npz`` (`jaxprune.train.export`), usable by any run through
+``--config.pruning.initial_masks``. ``lottery.json`` and ``lottery.png`` hold test error,
+validation error and the early-stopping step (minimum validation loss) per round.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+import jaxprune
+from jaxprune._tree import leaves_with_paths
+from jaxprune.train import experiment, export, optim
+from jaxprune.train.loop import train_and_evaluate, write_json
+from jaxprune.train.metrics_log import read_metrics
+from jaxprune.train.state import create_train_state
+
+PyTree = Any
+CONTROLS = ("reinit", "random")
+
+
+def cumulative_sparsity(rate: float, round_: int) -> float:
+  """Sparsity after ``round_`` rounds removing ``rate`` of the remaining weights each.
+
+  Example:
+    >>> [round(cumulative_sparsity(0.2, r), 4) for r in range(4)]
+    [0.0, 0.2, 0.36, 0.488]
+  """
+  return 1.0 - (1.0 - float(rate)) ** int(round_)
+
+
+def prunable_paths(config: ml_collections.ConfigDict, params: PyTree) -> list[str]:
+  """The paths of the leaves the run's masks prune (the config's distribution decides)."""
+  named = leaves_with_paths(params)
+  dist = optim.distribution_from_config(config.pruning)
+  dist = jaxprune.distributions.get(dist)
+  on = dist.prunable([p for p, _ in named], [x for _, x in named])
+  return [p for (p, _), yes in zip(named, on, strict=True) if yes]
+
+
+def _rates(lottery: ml_collections.ConfigDict, paths: Sequence[str]) -> tuple[list, list]:
+  """Splits ``paths`` into (the output layer's, the others'), by ``lottery.output_layer``."""
+  pattern = lottery.output_layer
+  out = [p for p in paths if pattern and re.fullmatch(pattern, p)]
+  if pattern and not out:
+    raise ValueError(
+      f"config.lottery.output_layer={pattern!r} matches no pruned parameter; the pruned "
+      f"paths are {list(paths)}. Example: --config.lottery.output_layer='Dense_2/kernel', or "
+      "'' to prune every layer at config.lottery.rate."
+    )
+  return out, [p for p in paths if p not in out]
+
+
+def next_masks(
+  params: PyTree,
+  masks: PyTree,
+  round_: int,
+  lottery: ml_collections.ConfigDict,
+  paths: Sequence[str],
+) -> PyTree:
+  """The masks of round ``round_`` by magnitude pruning of round ``round_ - 1``'s ``params``.
+
+  ``layerwise``: each leaf in ``paths`` reaches ``cumulative_sparsity(rate, round_)``
+  (``output_rate`` for ``output_layer``); ``global``: one magnitude threshold over the
+  leaves other than the output layer, which is pruned on its own at ``output_rate``.
+
+  Args:
+    params: the trained params of the previous round (pruned entries exactly 0).
+    masks: that round's masks (bool pytree like params).
+    round_: the round the new masks are for (>= 1).
+    lottery: the ``config.lottery`` block.
+    paths: the pruned leaves (`prunable_paths`).
+
+  Returns:
+    Bool masks like ``params``; all True outside ``paths``.
+
+  Raises:
+    RuntimeError: if a weight pruned before would be kept (the masks must be nested).
+  """
+  named = dict(leaves_with_paths(params))
+  out_paths, rest = _rates(lottery, paths)
+  out_rate = float(lottery.output_rate) if out_paths else float(lottery.rate)
+  s_rest = cumulative_sparsity(lottery.rate, round_)
+  s_out = cumulative_sparsity(out_rate, round_)
+  new: dict[str, jax.Array] = {}
+  if lottery.distribution == "layerwise":
+    targets = {p: (s_out if p in out_paths else s_rest) for p in paths}
+    groups = [({p: named[p]}, targets[p], "uniform") for p in paths]
+  elif lottery.distribution == "global":
+    groups = [({p: named[p]}, s_out, "uniform") for p in out_paths]
+    groups.append(({p: named[p] for p in rest}, s_rest, "global"))
+  else:
+    raise ValueError(
+      f"Unknown config.lottery.distribution {lottery.distribution!r}; expected 'layerwise' "
+      "or 'global', e.g. --config.lottery.distribution=layerwise."
+    )
+  for group, sparsity, dist in groups:
+    if sparsity > 0 and group:
+      new.update(jaxprune.prune(group, sparsity, criterion="magnitude", distribution=dist)[1])
+  old = dict(leaves_with_paths(masks))
+  result = []
+  for path, leaf in named.items():
+    m = new.get(path, jnp.ones(jnp.shape(leaf), bool))
+    revived = int(jnp.sum(m & ~jnp.asarray(old[path])))
+    if revived:
+      raise RuntimeError(
+        f"Round {round_}: magnitude pruning would keep {revived} weights of {path!r} that an "
+        "earlier round pruned; the trained params must have their pruned entries at exactly "
+        "0 (train with jaxprune.masked and the previous round's masks)."
+      )
+    result.append(m)
+  return jax.tree.unflatten(jax.tree.structure(params), result)
+
+
+def random_masks(masks: PyTree, paths: Sequence[str], key: jax.Array) -> PyTree:
+  """Random masks with the per-leaf kept counts of ``masks`` on ``paths`` (all True elsewhere).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> masks = {"w": jnp.arange(10).reshape(2, 5) < 3}
+    >>> new = random_masks(masks, ["w"], jax.random.key(1))
+    >>> int(new["w"].sum()), bool((new["w"] == masks["w"]).all())
+    (3, False)
+  """
+  named = leaves_with_paths(masks)
+  keys = jax.random.split(key, max(len(named), 1))
+  result = []
+  for i, (path, m) in enumerate(named):
+    m = jnp.asarray(m)
+    if path not in paths:
+      result.append(jnp.ones(m.shape, bool))
+      continue
+    kept = int(m.sum())
+    order = jax.random.permutation(keys[i], m.size)
+    flat = jnp.zeros(m.size, bool).at[order[:kept]].set(True)
+    result.append(flat.reshape(m.shape))
+  return jax.tree.unflatten(jax.tree.structure(masks), result)
+
+
+def early_stopping(workdir: str | os.PathLike) -> dict[str, Any]:
+  """The step of minimum validation loss in a run's ``metrics.jsonl``, and its metrics.
+
+  Returns:
+    ``{"early_stop_step", "early_stop_validation_loss", "early_stop_validation_error"}``
+    (None values if the run has no validation records).
+  """
+  records = [r for r in read_metrics(Path(workdir) / "metrics.jsonl") if "validation_loss" in r]
+  if not records:
+    return dict.fromkeys(
+      ("early_stop_step", "early_stop_validation_loss", "early_stop_validation_error")
+    )
+  best = min(records, key=lambda r: (r["validation_loss"], r["step"]))
+  return {
+    "early_stop_step": int(best["step"]),
+    "early_stop_validation_loss": float(best["validation_loss"]),
+    "early_stop_validation_error": 1.0 - float(best["validation_accuracy"]),
+  }
+
+
+def round_config(
+  config: ml_collections.ConfigDict, masks: str | os.PathLike, params: str | os.PathLike | None
+) -> ml_collections.ConfigDict:
+  """The trainer config of one run: fixed ``masks``, weights from ``params``, rewind step.
+
+  Args:
+    config: the lottery config.
+    masks: the run's masks (``.npz``).
+    params: its starting weights (``.npz``), or None to initialise from the seed (round 0,
+      which also starts at step 0).
+  """
+  out = config.copy_and_resolve_references()
+  with out.unlocked():
+    out.pruning.enabled = True
+    out.pruning.sparsity = 0.0
+    out.pruning.initial_masks = os.fspath(masks)
+    out.model.initial_params = "" if params is None else os.fspath(params)
+    out.train.start_step = 0 if params is None else int(config.lottery.rewind_step)
+  return out
+
+
+def _check(config: ml_collections.ConfigDict) -> None:
+  lot = config.lottery
+  if not config.checkpoint.enabled:
+    raise ValueError(
+      "A lottery run resumes from its rounds' checkpoints; got config.checkpoint.enabled="
+      "False. Use --config.checkpoint.enabled=True."
+    )
+  if not 0.0 < float(lot.rate) < 1.0 or not 0.0 <= float(lot.output_rate) < 1.0:
+    raise ValueError(
+      f"config.lottery.rate={lot.rate} and output_rate={lot.output_rate} are fractions of "
+      "the remaining weights removed per round; expected 0 < rate < 1 and 0 <= output_rate "
+      "< 1, e.g. --config.lottery.rate=0.2 --config.lottery.output_rate=0.1."
+    )
+  unknown = [c for c in _controls(lot) if c not in CONTROLS]
+  if unknown:
+    raise ValueError(
+      f"Unknown config.lottery.controls {unknown}; expected a comma-separated subset of "
+      f"{CONTROLS}, e.g. --config.lottery.controls=reinit,random (or '' for none)."
+    )
+
+
+def _controls(lot: ml_collections.ConfigDict) -> list[str]:
+  return [c.strip() for c in str(lot.controls).split(",") if c.strip()]
+
+
+def _train(config: ml_collections.ConfigDict, workdir: Path, **kwargs: Any) -> dict[str, Any]:
+  """Trains (or resumes) one run; a run whose ``summary.json`` exists is finished."""
+  summary = workdir / "summary.json"
+  if summary.is_file() and "stop_step" not in kwargs:
+    return json.loads(summary.read_text())
+  return train_and_evaluate(config, workdir, verbose=False, **kwargs)
+
+
+def _mask_stats(masks: PyTree, paths: Sequence[str]) -> dict[str, Any]:
+  named = dict(leaves_with_paths(masks))
+  layers = {p: int(np.sum(named[p])) for p in paths}
+  total = sum(int(np.size(named[p])) for p in paths)
+  return {"weights_remaining": sum(layers.values()) / total, "kept": layers}
+
+
+def _entry(workdir: Path, summary: dict[str, Any]) -> dict[str, Any]:
+  return {
+    "test_error": summary["test_error"],
+    "validation_error": summary["validation_error"],
+    "steps": summary["steps"],
+    **early_stopping(workdir),
+  }
+
+
+def run(
+  config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, verbose: bool = True
+) -> dict[str, Any]:
+  """Runs (or resumes) the lottery experiment of ``config`` in ``workdir``.
+
+  Args:
+    config: a config with a ``lottery`` block (``configs/lottery.py``).
+    workdir: the experiment folder: ``rewind.npz``, ``round_<r>/`` (trainer workdirs with
+      ``masks.npz``), ``controls/<name>/round_<r>/``, ``lottery.json``, ``lottery.png``.
+    verbose: print one line per finished run.
+
+  Returns:
+    The contents of ``lottery.json``: per round, the weights remaining and per-layer kept
+    counts, and for the ticket and each control its test and validation error and
+    early-stopping step.
+  """
+  _check(config)
+  workdir = Path(workdir)
+  lot = config.lottery
+  rewind_step = int(lot.rewind_step)
+  controls = _controls(lot)
+  rewind = workdir / "rewind.npz"
+
+  def say(text: str) -> None:
+    if verbose:
+      print(text, flush=True)
+
+  masks0 = workdir / "round_0" / "masks.npz"
+  if not masks0.is_file():
+    shapes = jax.eval_shape(experiment.build(config, verbose=False).create_state).params
+    export.save_tree(masks0, jax.tree.map(lambda x: np.ones(x.shape, bool), shapes))
+  cfg0 = round_config(config, masks0, None)
+  exp0 = experiment.build(cfg0, verbose=verbose)
+  config = exp0.config.copy_and_resolve_references()  # on the fallback data, if it fell back
+  cfg0 = exp0.config
+  state0 = jax.eval_shape(exp0.create_state)
+  paths = prunable_paths(cfg0, state0.params)
+
+  # Round 0 (dense); its params at step `rewind_step` are the rewind point.
+  if not rewind.is_file():
+    if rewind_step == 0:
+      export.save_tree(rewind, exp0.create_state().params)
+    else:
+      _train(cfg0, workdir / "round_0", stop_step=rewind_step)
+      export.save_tree(rewind, experiment.load_state(cfg0, workdir / "round_0").params)
+  results = []
+  for r in range(int(lot.rounds) + 1):
+    rdir = workdir / f"round_{r}"
+    masks_path = rdir / "masks.npz"
+    if r > 0 and not masks_path.is_file():
+      prev = workdir / f"round_{r - 1}"
+      prev_cfg = round_config(config, prev / "masks.npz", None if r == 1 else rewind)
+      trained = experiment.load_state(prev_cfg, prev)
+      export.save_tree(
+        masks_path,
+        next_masks(trained.params, jaxprune.masks_of(trained.opt_state), r, lot, paths),
+      )
+    masks = export.load_tree(masks_path, state0.params, what="masks")
+    cfg = round_config(config, masks_path, None if r == 0 else rewind)
+    row = {"round": r, **_mask_stats(masks, paths)}
+    row["ticket"] = _entry(rdir, _train(cfg, rdir))
+    say(_line(r, "ticket", row))
+    for name in controls if r > 0 else []:
+      cdir = workdir / "controls" / name / f"round_{r}"
+      seq = np.random.SeedSequence([int(config.seed), r, CONTROLS.index(name)])
+      seed = int(seq.generate_state(1)[0] % 2**31)
+      if name == "reinit":
+        start = cdir / "params.npz"
+        if not start.is_file():
+          fresh = create_train_state(exp0.model, exp0.tx, exp0.input_shape, seed).params
+          export.save_tree(start, fresh)
+        ccfg = round_config(config, masks_path, start)
+      else:
+        cmasks = cdir / "masks.npz"
+        if not cmasks.is_file():
+          export.save_tree(cmasks, random_masks(masks, paths, jax.random.key(seed)))
+        ccfg = round_config(config, cmasks, rewind)
+      row[name] = _entry(cdir, _train(ccfg, cdir))
+      say(_line(r, name, row))
+    results.append(row)
+    out = {
+      "rate": float(lot.rate),
+      "output_rate": float(lot.output_rate),
+      "output_layer": lot.output_layer,
+      "distribution": lot.distribution,
+      "rewind_step": rewind_step,
+      "seed": int(config.seed),
+      "dataset": exp0.splits.name,
+      "model": config.model.name,
+      "paths": paths,
+      "rounds": results,
+    }
+    write_json(workdir / "lottery.json", out)
+  if config.report.plots:
+    plot(out, workdir / "lottery.png")
+  return out
+
+
+def _line(r: int, name: str, row: dict[str, Any]) -> str:
+  e = row[name]
+  return (
+    f"round {r:2d} {name:6s} weights {row['weights_remaining']:7.2%}  test error "
+    f"{e['test_error']:.4f}  validation error {e['validation_error']:.4f}  early stop at "
+    f"step {e['early_stop_step']}"
+  )
+
+
+def plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
+  """Test error and early-stopping step vs weights remaining, tickets and controls.
+
+  Args:
+    result: `run`'s result (``lottery.json``).
+    path: the PNG to write.
+
+  Returns:
+    The path written.
+  """
+  from matplotlib.figure import Figure
+
+  from jaxprune.train.report import save_figure
+
+  fig = Figure(figsize=(11, 4))
+  ax_err, ax_stop = fig.subplots(1, 2)
+  for name in ("ticket", *CONTROLS):
+    rows = [r for r in result["rounds"] if name in r]
+    if not rows:
+      continue
+    x = [100 * r["weights_remaining"] for r in rows]
+    ax_err.plot(x, [100 * r[name]["test_error"] for r in rows], "o-", label=name)
+    stops = [r[name]["early_stop_step"] for r in rows]
+    if all(s is not None for s in stops):
+      ax_stop.plot(x, stops, "o-", label=name)
+  for ax in (ax_err, ax_stop):
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("weights remaining (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+  ax_err.set(ylabel="test error (%)", title="test error at the end of training")
+  ax_stop.set(ylabel="step", title="early-stopping step (minimum validation loss)")
+  fig.suptitle(
+    f"{result['model']} on {result['dataset']}: iterative magnitude pruning, "
+    f"{result['rate']:.0%}/round, rewind to step {result['rewind_step']}, seed {result['seed']}"
+  )
+  fig.tight_layout()
+  return save_figure(fig, path)
+
+
+def aggregate(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Mean and sd over seeds (several `run` results with the same rounds) of each error.
+
+  Returns:
+    One row per round: ``weights_remaining`` and, per run kind, ``test_error_mean``,
+    ``test_error_sd`` (sample sd, ``ddof=1``; 0 for one seed) and ``early_stop_step_mean``.
+  """
+  rows = []
+  for rounds in zip(*[r["rounds"] for r in results], strict=True):
+    row: dict[str, Any] = {"round": rounds[0]["round"]}
+    row["weights_remaining"] = rounds[0]["weights_remaining"]
+    for name in ("ticket", *CONTROLS):
+      if not all(name in r for r in rounds):
+        continue
+      errs = np.array([r[name]["test_error"] for r in rounds])
+      stops = [r[name]["early_stop_step"] for r in rounds]
+      row[name] = {
+        "test_error_mean": float(errs.mean()),
+        "test_error_sd": float(errs.std(ddof=1)) if len(errs) > 1 else 0.0,
+        "early_stop_step_mean": (
+          float(np.mean(stops)) if all(s is not None for s in stops) else math.nan
+        ),
+        "seeds": len(errs),
+      }
+    rows.append(row)
+  return rows
+
+
+def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """The command line's entry for configs with a ``lottery`` block."""
+  run(config, workdir)
+  print(f"lottery results in {os.path.join(workdir, 'lottery.json')}", file=sys.stderr)
