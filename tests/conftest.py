@@ -15,6 +15,23 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def pytest_configure(config):
+  """One persistent XLA compilation cache per test run, shared by the xdist workers.
+
+  Many tests compile the same steps (the trainer's small config, the same masked update);
+  compiling each once per run instead of once per test saves minutes on two cores. The
+  cache starts empty in every run, so nothing carries over between runs.
+  """
+  import tempfile
+
+  import jax
+
+  uid = getattr(config, "workerinput", {}).get("testrunuid", f"pid{os.getpid()}")
+  cache = os.path.join(tempfile.gettempdir(), f"jaxprune-test-xla-cache-{uid}")
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 import contextlib  # noqa: E402
 import json  # noqa: E402
 
