@@ -1,8 +1,8 @@
 """The benchmark configs (CIFAR-10 and ImageNet recipes) train a few steps on mock TFDS data.
 
 Each test loads the real config file and changes only what a CPU test must: the data
-directory (a mocked dataset), the run length, the batch size, in-process data loading
-and, for ImageNet, the image size.
+directory (a mocked dataset), the run length, the batch size, in-process data loading,
+a single compiled step and, for ImageNet, the image size.
 """
 
 import numpy as np
@@ -18,6 +18,7 @@ TINY = {
   "train.log_every_steps": 1,
   "data.num_workers": 0,
   "checkpoint.enabled": False,
+  "pruning.frozen_step": False,  # one compiled step, not two (the frozen step is tested apart)
   "report.plots": False,
   "report.progress": False,
 }
