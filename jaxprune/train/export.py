@@ -10,7 +10,6 @@ readable with plain ``numpy.load`` and independent of JAX versions and pytree cl
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import jax
 import numpy as np
 
 from jaxprune._tree import leaves_with_paths
+from jaxprune.train.files import atomic_open
 
 PyTree = Any
 
@@ -39,16 +39,8 @@ def save_tree(path: str | os.PathLike, tree: PyTree) -> None:
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   arrays = {name: np.asarray(jax.device_get(x)) for name, x in leaves_with_paths(tree)}
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".npz")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  with atomic_open(path, "wb") as f:
+    np.savez(f, **arrays)
 
 
 def load_tree(path: str | os.PathLike, like: PyTree, *, what: str = "arrays") -> PyTree:

@@ -38,7 +38,6 @@ import functools
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from jaxprune.train import (
   sharding,
   tensorboard_log,
 )
+from jaxprune.train.files import atomic_open
 from jaxprune.train.metrics_log import MetricsLog, read_metrics
 from jaxprune.train.state import TrainState
 from jaxprune.train.steps import eval_step, train_step
@@ -66,17 +66,8 @@ from jaxprune.train.steps import eval_step, train_step
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
   """Writes JSON atomically (temporary file, then rename), so a crash never leaves half a file."""
-  path = Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(obj, f, indent=2, default=str)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  with atomic_open(path) as f:
+    json.dump(obj, f, indent=2, default=str)
 
 
 def train_and_evaluate(

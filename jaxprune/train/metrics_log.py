@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from jaxprune.train.files import atomic_open
 
 
 def _clean(value: Any) -> Any:
@@ -45,17 +46,9 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _rewrite(path: Path, records: list[dict[str, Any]]) -> None:
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".metrics-", suffix=".jsonl")
-  try:
-    with os.fdopen(fd, "w") as f:
-      for record in records:
-        f.write(json.dumps(record) + "\n")
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  with atomic_open(path) as f:
+    for record in records:
+      f.write(json.dumps(record) + "\n")
 
 
 class MetricsLog:
