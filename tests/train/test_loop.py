@@ -297,7 +297,12 @@ def test_the_wanda_config_prunes_every_output_neuron_alike_in_the_loop(tmp_path)
 @pytest.mark.parametrize("layer, penalty", [("variational", "kl"), ("l0", "l0")])
 def test_learned_sparsity_trains_with_its_penalty_in_the_loop(tmp_path, layer, penalty):
   overrides = small(
-    train__num_steps=12, checkpoint__enabled=False, train__penalty=penalty, pruning__sparsity=0.0
+    train__num_steps=12,
+    train__penalty=penalty,
+    pruning__sparsity=0.0,
+    pruning__schedule__begin=0.0,  # one mask update, at step 0 (the next would be step 100)
+    pruning__schedule__every=100.0,
+    pruning__schedule__end=0.0,
   )
   config = load_config("variational_dropout", overrides)
   with config.unlocked():
@@ -308,6 +313,26 @@ def test_learned_sparsity_trains_with_its_penalty_in_the_loop(tmp_path, layer, p
   kernels = [name for name, v in summary["layers"].items() if len(v["shape"]) > 1]
   assert len(kernels) == 3 and summary["flops_dense"] == 50_200  # the bayes layers counted
   assert np.isfinite(summary["test_loss"]) and summary["steps"] == 12
+  # The masks are exactly the learned threshold on the params of the update (the initial
+  # ones), and the trained params are 0.0 wherever they prune.
+  init = experiment.build(config, verbose=False).create_state().params
+  crit = jaxprune.criteria.get(config.pruning.criterion)
+  state = load_state(config, tmp_path)
+  masks, scores = jaxprune.masks_of(state.opt_state), crit.fn(init)
+  checked, pruned = 0, 0
+  for mask, score, param in zip(
+    jax.tree.leaves(masks),
+    jax.tree.leaves(scores, is_leaf=lambda x: x is None),
+    jax.tree.leaves(state.params),
+    strict=True,
+  ):
+    if score is not None:
+      np.testing.assert_array_equal(mask, np.asarray(score) >= crit.threshold)
+      assert (np.asarray(param)[~np.asarray(mask)] == 0.0).all()
+      checked, pruned = checked + 1, pruned + int((~np.asarray(mask)).sum())
+  assert checked == 3  # the three kernels
+  if penalty == "kl":  # weights this small at initialisation already have log alpha >= 3
+    assert pruned > 0
 
 
 def test_an_evaluation_stops_a_run_whose_pruned_weights_are_not_zero(tmp_path, monkeypatch):
