@@ -211,14 +211,13 @@ def masked(
     frozen = masks_frozen or fixed
     if not frozen:  # the criterion runs only where masks may change
       crit.check_extras({"grads": updates, "key": True, "masks": True, "step": True, **extras})
-    stored = _stored_masks(plan, state.masks)
-    old = [m.unpack() if isinstance(m, PackedMask) else m for m in stored]
+    previous = _stored_masks(plan, state.masks)
 
     def recompute(stored_masks):
       # The criterion's key: the caller's ``key=`` extra, else derived from the state's base
       # key and the step (so no random numbers are drawn on steps that keep the masks).
       own = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
-      current_masks = [None if isinstance(m, DenseMask) else m for m in old]
+      current_masks = [None if isinstance(m, DenseMask) else m for m in _unpacked(stored_masks)]
       crit_extras = {
         **extras,
         "key": extras.get("key", own),
@@ -239,17 +238,18 @@ def masked(
           out.append(new)
       return out
 
+    stored = previous
     if not frozen:
       update_now, current = sched(state.count, sparsity)
       current = _clamp(current)
-      stored = jax.lax.cond(update_now, recompute, lambda m: list(m), stored)
-    bools = [m.unpack() if isinstance(m, PackedMask) else m for m in stored]
+      stored = jax.lax.cond(update_now, recompute, lambda m: list(m), previous)
+    bools = _unpacked(stored)
     if crit.regrow and not frozen:
       # Entries revived at this update stay at 0 for this step, like pruned ones, and their
       # optimizer state restarts below.
       grown = [
         None if isinstance(m, DenseMask) else new & ~prev
-        for m, new, prev in zip(stored, bools, old, strict=True)
+        for m, new, prev in zip(stored, bools, _unpacked(previous), strict=True)
       ]
       live = [m if g is None else m & ~g for m, g in zip(bools, grown, strict=True)]
     else:
@@ -282,6 +282,11 @@ def masked(
     return jax.tree.unflatten(plan.treedef, out), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _unpacked(masks: list[Any]) -> list[Any]:
+  """Mask leaves with packed masks unpacked to bool arrays (others as they are)."""
+  return [m.unpack() if isinstance(m, PackedMask) else m for m in masks]
 
 
 def _clamp(sparsity: Any) -> jax.Array:
