@@ -77,3 +77,46 @@ def check_overrides(sparsity: Any, crit: Any, structure: Any, example: str) -> N
       f"{sparsity!r}, which it would override. Pass sparsity=None (or {fixed:g}): "
       f"{example.replace('...', f'structure={structure!r}, ...')}."
     )
+
+
+def resolve_sparsity(
+  sparsity: Any,
+  crit: Any,
+  structure: Any,
+  example: str,
+  *,
+  decided_elsewhere: bool = False,
+) -> Any:
+  """Checks ``sparsity`` against what overrides it and returns the sparsity to use.
+
+  That is the given value, else the structure's fixed ratio (``n_of_m``), else 0.0 where a
+  threshold criterion learns it or ``decided_elsewhere`` (fixed initial masks).
+
+  Args:
+    sparsity: the value received (``None`` = decided elsewhere).
+    crit: the resolved `jaxprune.criteria.Criterion`.
+    structure: the resolved structure.
+    example: the caller's call with a sparsity of 0.9, e.g. ``"jaxprune.prune(params, 0.9)"``;
+      the messages show it, and it with ``None`` for the overridden case.
+    decided_elsewhere: the caller fixes the masks itself (no override check, None allowed).
+
+  Example:
+    >>> import jaxprune
+    >>> crit = jaxprune.criteria.get("magnitude")
+    >>> two_of_four = jaxprune.structures.n_of_m(2, 4)
+    >>> resolve_sparsity(None, crit, two_of_four, "jaxprune.prune(params, 0.9)")
+    0.5
+  """
+  if not decided_elsewhere:
+    check_overrides(sparsity, crit, structure, example.replace("0.9", "None, ..."))
+  if sparsity is not None:
+    return sparsity
+  fixed = getattr(structure, "sparsity", None)
+  if fixed is not None:
+    return fixed
+  if crit.threshold is not None or decided_elsewhere:
+    return 0.0
+  raise ValueError(
+    "sparsity=None needs something else to decide it: a threshold criterion, a structure "
+    f"with a fixed sparsity (n_of_m) or fixed initial masks. Pass a sparsity: {example}."
+  )

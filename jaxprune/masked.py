@@ -21,7 +21,7 @@ import optax
 from flax import struct
 
 from jaxprune import criteria, schedules, structures
-from jaxprune._checks import check_overrides, check_sparsity
+from jaxprune._checks import check_sparsity, resolve_sparsity
 from jaxprune._tree import unwrap_variables
 from jaxprune.errors import MaskMismatchError
 from jaxprune.masks import pack, unpack
@@ -153,17 +153,9 @@ def masked(
       f"criterion={crit.name!r}, ...) after training."
     )
   struct = structures.get(structure)
-  if not fixed:
-    check_overrides(sparsity, crit, struct, "jaxprune.masked(inner, None, ...)")
-  if sparsity is None:
-    sparsity = getattr(struct, "sparsity", None)
-    if sparsity is None and crit.threshold is None and not fixed:
-      raise ValueError(
-        "sparsity=None needs something else to decide it: a threshold criterion, a "
-        "structure with a fixed sparsity (n_of_m) or initial_masks without a schedule. "
-        "Pass a sparsity: jaxprune.masked(optax.adam(1e-3), sparsity=0.9)."
-      )
-    sparsity = 0.0 if sparsity is None else sparsity
+  sparsity = resolve_sparsity(
+    sparsity, crit, struct, "jaxprune.masked(inner, 0.9)", decided_elsewhere=fixed
+  )
   inner = optax.with_extra_args_support(inner)
   plans: dict[Any, Plan] = {}
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxprune import criteria, structures
-from jaxprune._checks import check_overrides, check_sparsity
+from jaxprune._checks import check_sparsity, resolve_sparsity
 from jaxprune._tree import leaves_with_paths, unwrap_variables
 from jaxprune.selection import Plan
 
@@ -53,15 +53,7 @@ def prune(
   check_sparsity(sparsity, "jaxprune.prune(params, 0.9)")
   crit = criteria.get(criterion)
   structure = structures.get(structure)
-  check_overrides(sparsity, crit, structure, "jaxprune.prune(params, None, ...)")
-  if sparsity is None:
-    sparsity = getattr(structure, "sparsity", None)
-    if sparsity is None and crit.threshold is None:
-      raise ValueError(
-        "jaxprune.prune needs a sparsity unless a threshold criterion or a structure with a "
-        "fixed sparsity decides it. Example: jaxprune.prune(params, 0.9)."
-      )
-    sparsity = 0.0 if sparsity is None else sparsity
+  sparsity = resolve_sparsity(sparsity, crit, structure, "jaxprune.prune(params, 0.9)")
   plan = Plan.make(params, distribution, structure)
   leaves = jax.tree.leaves(params)
   key = jax.random.key(0) if key is None else key

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxprune import criteria, schedules, structures
-from jaxprune._checks import check_overrides, check_sparsity
+from jaxprune._checks import check_sparsity, resolve_sparsity
 from jaxprune.selection import Plan
 
 PyTree = Any
@@ -119,15 +119,7 @@ def ste(
       f"{crit.needs}). Use criterion='magnitude' (the default)."
     )
   structure = structures.get(structure)
-  check_overrides(sparsity, crit, structure, "jaxprune.dynamic.ste(inner, None, ...)")
-  if sparsity is None:
-    sparsity = getattr(structure, "sparsity", None)
-    if sparsity is None:
-      raise ValueError(
-        "ste needs a sparsity unless the structure fixes it (n_of_m). Example: "
-        "jaxprune.dynamic.ste(optax.adam(1e-3), 0.5) or ste(inner, None, "
-        "structure=jaxprune.structures.n_of_m(2, 4))."
-      )
+  sparsity = resolve_sparsity(sparsity, crit, structure, "jaxprune.dynamic.ste(inner, 0.9)")
   sched = _every_call if schedule is None else schedules.get(schedule)
   inner = optax.with_extra_args_support(inner)
   plans: dict[Any, Plan] = {}
