@@ -25,7 +25,7 @@ from jaxprune._checks import check_sparsity, resolve_sparsity
 from jaxprune._tree import unwrap_variables
 from jaxprune.errors import MaskMismatchError
 from jaxprune.masks import pack, unpack
-from jaxprune.selection import Plan
+from jaxprune.selection import Plan, plan_cache
 
 PyTree = Any
 
@@ -157,15 +157,7 @@ def masked(
     sparsity, crit, struct, "jaxprune.masked(inner, 0.9)", decided_elsewhere=fixed
   )
   inner = optax.with_extra_args_support(inner)
-  plans: dict[Any, Plan] = {}
-
-  def plan_for(params: PyTree) -> Plan:
-    treedef = jax.tree.structure(params)
-    shapes = tuple(tuple(getattr(x, "shape", ())) for x in jax.tree.leaves(params))
-    key = (treedef, shapes)
-    if key not in plans:
-      plans[key] = Plan.make(params, distribution, struct)
-    return plans[key]
+  plan_for = plan_cache(distribution, struct)
 
   def init_fn(params: PyTree) -> MaskedState:
     plan = plan_for(params)

@@ -9,6 +9,7 @@ on array values).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -142,3 +143,17 @@ class Plan:
       else:
         out.append(None)
     return out
+
+
+def plan_cache(distribution: Any, structure: Any) -> Callable[[PyTree], Plan]:
+  """``params -> Plan``, made once per params structure and leaf shapes (then reused)."""
+  plans: dict[Any, Plan] = {}
+
+  def plan_for(params: PyTree) -> Plan:
+    shapes = tuple(tuple(getattr(x, "shape", ())) for x in jax.tree.leaves(params))
+    key = (jax.tree.structure(params), shapes)
+    if key not in plans:
+      plans[key] = Plan.make(params, distribution, structure)
+    return plans[key]
+
+  return plan_for

@@ -32,7 +32,7 @@ import optax
 
 from jaxprune import criteria, schedules, structures
 from jaxprune._checks import check_sparsity, resolve_sparsity
-from jaxprune.selection import Plan
+from jaxprune.selection import plan_cache
 
 PyTree = Any
 
@@ -122,13 +122,7 @@ def ste(
   sparsity = resolve_sparsity(sparsity, crit, structure, "jaxprune.dynamic.ste(inner, 0.9)")
   sched = _every_call if schedule is None else schedules.get(schedule)
   inner = optax.with_extra_args_support(inner)
-  plans: dict[Any, Plan] = {}
-
-  def plan_for(params: PyTree) -> Plan:
-    key = (jax.tree.structure(params), tuple(jnp.shape(x) for x in jax.tree.leaves(params)))
-    if key not in plans:
-      plans[key] = Plan.make(params, distribution, structure)
-    return plans[key]
+  plan_for = plan_cache(distribution, structure)
 
   def init_fn(params: PyTree) -> MaskedState:
     plan = plan_for(params)
