@@ -42,4 +42,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.lottery.distribution = "layerwise"  # layerwise, or global (one threshold).
     config.lottery.rewind_step = 0  # Rewind to this step of round 0 (0 = initialisation).
     config.lottery.controls = "reinit,random"  # Comma-separated controls ("" = none).
+    config.lottery.reinit_rounds = ""  # Rounds with the reinit control, e.g. "7,12" ("" = all).
+    config.lottery.random_rounds = ""  # Rounds with the random control ("" = all).
   return config

@@ -18,7 +18,8 @@
 Controls, for every round r >= 1, each a trained run at the same per-layer sparsity:
 ``reinit`` (the ticket's masks, weights drawn afresh from the initialiser) and ``random``
 (masks drawn at random with the ticket's per-layer counts, weights rewound like the
-ticket's). They live in ``controls/<name>/round_<r>``.
+ticket's). They live in ``controls/<name>/round_<r>``. ``lottery.<name>_rounds`` limits a
+control to some rounds (e.g. ``"7,12"``: the 21% and 7% rounds of LeNet), "" = every round.
 
 Every run checkpoints in its workdir, so a killed lottery run started again with the
 same command resumes the round it was in. Each round's masks are in
@@ -226,6 +227,8 @@ def _check(config: ml_collections.ConfigDict) -> None:
       "the remaining weights removed per round; expected 0 < rate < 1 and 0 <= output_rate "
       "< 1, e.g. --config.lottery.rate=0.2 --config.lottery.output_rate=0.1."
     )
+  for name in CONTROLS:
+    control_rounds(lot, name)
   unknown = [c for c in _controls(lot) if c not in CONTROLS]
   if unknown:
     raise ValueError(
@@ -236,6 +239,31 @@ def _check(config: ml_collections.ConfigDict) -> None:
 
 def _controls(lot: ml_collections.ConfigDict) -> list[str]:
   return [c.strip() for c in str(lot.controls).split(",") if c.strip()]
+
+
+def control_rounds(lot: ml_collections.ConfigDict, name: str) -> set[int] | None:
+  """The rounds control ``name`` runs in (``lottery.<name>_rounds``); None = every round >= 1.
+
+  Example:
+    >>> import ml_collections
+    >>> lot = ml_collections.ConfigDict({"random_rounds": "7, 12", "reinit_rounds": ""})
+    >>> sorted(control_rounds(lot, "random")), control_rounds(lot, "reinit")
+    ([7, 12], None)
+  """
+  spec = str(lot.get(f"{name}_rounds", "")).strip()
+  if not spec:
+    return None
+  try:
+    rounds = {int(r) for r in spec.split(",") if r.strip()}
+  except ValueError:
+    rounds = set()
+  if not rounds or min(rounds) < 1:
+    raise ValueError(
+      f"config.lottery.{name}_rounds={spec!r}; expected comma-separated rounds >= 1 (the "
+      f"controls of round 0, the dense network, do not exist), e.g. "
+      f"--config.lottery.{name}_rounds=7,12, or '' for every round."
+    )
+  return rounds
 
 
 def _train(config: ml_collections.ConfigDict, workdir: Path, **kwargs: Any) -> dict[str, Any]:
@@ -325,6 +353,9 @@ def run(
     row["ticket"] = _entry(rdir, _train(cfg, rdir))
     say(_line(r, "ticket", row))
     for name in controls if r > 0 else []:
+      only = control_rounds(lot, name)
+      if only is not None and r not in only:
+        continue
       cdir = workdir / "controls" / name / f"round_{r}"
       seq = np.random.SeedSequence([int(config.seed), r, CONTROLS.index(name)])
       seed = int(seq.generate_state(1)[0] % 2**31)

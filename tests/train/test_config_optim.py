@@ -74,6 +74,23 @@ def test_schedule_in_epochs_becomes_steps():
     optim.pruning_schedule(sched, 10)
 
 
+def test_step_learning_rate_multiplies_by_the_factor_at_each_decay_epoch():
+  # SNIP's LeNet recipe: 0.1, x0.1 every 25k iterations; here x0.1 at epochs 2 and 4.5.
+  opt = ml_collections.ConfigDict(
+    dict(learning_rate=0.1, lr_schedule="step", decay_epochs=(2.0, 4.5), decay_factor=0.1,
+         warmup_epochs=0.0, end_lr_factor=0.0)
+  )  # fmt: skip
+  lr = optim.learning_rate(opt, total_steps=100, steps_per_epoch=10)
+  got = [float(lr(t)) for t in (0, 19, 20, 44, 45, 99)]
+  np.testing.assert_allclose(got, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+  # With a warm-up, the decay epochs still count from the start of the run.
+  with opt.unlocked():
+    opt.warmup_epochs = 1.0
+  lr = optim.learning_rate(opt, total_steps=100, steps_per_epoch=10)
+  got = [float(lr(t)) for t in (0, 5, 10, 19, 20, 45)]
+  np.testing.assert_allclose(got, [0.0, 0.05, 0.1, 0.1, 0.01, 0.001], rtol=1e-6)
+
+
 @pytest.mark.parametrize(
   "spec, expected",
   [

@@ -138,6 +138,30 @@ def test_controls_have_the_right_masks_and_weights(tickets):
   assert (workdir / "lottery.png").stat().st_size > 0
 
 
+def test_controls_run_only_in_their_rounds(tmp_path):
+  # reinit at round 1 only, random at round 2 only (e.g. "7,12" for LeNet's 21% and 7%).
+  _, result = _run(
+    tmp_path, **{"train.num_steps": 10, "lottery.reinit_rounds": "1", "lottery.random_rounds": "2"}
+  )
+  assert [sorted(k for k in r if k in ("ticket", *lottery.CONTROLS)) for r in result["rounds"]] == [
+    ["ticket"],
+    ["reinit", "ticket"],
+    ["random", "ticket"],
+  ]
+  assert sorted(p.name for p in (tmp_path / "controls").glob("*/round_*")) == ["round_1", "round_2"]
+  assert not (tmp_path / "controls" / "random" / "round_1").exists()
+  agg = lottery.aggregate([result])
+  assert ["random" in r for r in agg] == [False, False, True]
+
+
+@pytest.mark.parametrize("spec", ["0,7", "seven", ","])
+def test_control_rounds_must_be_rounds_after_the_dense_one(tmp_path, spec):
+  config = load_config("lottery", {**TINY, "lottery.random_rounds": spec})
+  with pytest.raises(ValueError, match="random_rounds=.*e.g. --config.lottery.random_rounds=7,12"):
+    lottery.run(config, tmp_path)
+  assert not (tmp_path / "round_0").exists()
+
+
 def test_exported_masks_start_any_run(tickets, tmp_path):
   _, workdir, _ = tickets
   path = workdir / "round_2" / "masks.npz"

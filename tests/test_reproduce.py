@@ -1,0 +1,129 @@
+"""benchmarks/reproduce.py: its rows load as configs, --dry-run prints them, --write's text."""
+
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxprune.train.config import load_config
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import reproduce  # noqa: E402
+
+
+@pytest.mark.parametrize(
+  "row", [r for r in reproduce.ROWS if r.config is not None], ids=lambda r: r.name
+)
+def test_every_row_with_a_config_loads_with_its_overrides_and_grid(row):
+  point = {k: v[-1] for k, v in row.grid.items()}
+  config = load_config(row.config, {**reproduce.QUIET, **row.overrides, **point, "seed": 2})
+  assert config.seed == 2 and config.report.plots is False
+  for dotted, value in {**row.overrides, **point}.items():
+    node = config
+    for name in dotted.split("."):
+      node = node[name]
+    assert node == value, dotted
+
+
+def test_the_snip_row_decays_the_learning_rate_at_the_papers_iteration():
+  from jaxprune.train import optim
+
+  row = next(r for r in reproduce.ROWS if r.name == "snip2019_lenet300")
+  config = load_config(row.config, row.overrides)
+  lr = optim.learning_rate(config.optimizer, config.train.num_steps, steps_per_epoch=540)
+  assert [round(float(lr(t)), 6) for t in (0, 24_999, 25_000, 29_999)] == [0.1, 0.1, 0.01, 0.01]
+
+
+def _main(*argv):
+  out = io.StringIO()
+  with contextlib.redirect_stdout(out):
+    reproduce.main(list(argv))
+  return out.getvalue().splitlines()
+
+
+def test_dry_run_prints_grid_points_then_seeds_and_lists_rows_not_run(tmp_path):
+  lines = _main("--dry-run", "--seeds", "0,1", "--out", str(tmp_path))
+  han = [ln for ln in lines if "han2015_lenet300/" in ln]
+  assert [ln.split("--workdir ")[1].split()[0].rsplit("/", 2)[-2:] for ln in han] == [
+    ["grid", "learning_rate=0.001"],
+    ["grid", "learning_rate=0.003"],
+    ["han2015_lenet300", "seed_1"],  # seed 0 is the chosen grid point's run
+  ]
+  assert han[-1].endswith("--config.optimizer.learning_rate=CHOSEN --config.seed=1")
+  lottery = [ln for ln in lines if "frankle2019_lenet300/seed_" in ln]
+  assert len(lottery) == 2 and all("--config.lottery.random_rounds=7,12" in ln for ln in lottery)
+  assert "# snip2019_lenet5: Lee et al. 2019 (SNIP), LeNet-5-Caffe, 99% sparsity (not run)" in lines
+  assert sum("snip2019_lenet5/seed_" in ln for ln in lines) == 2  # its commands, ready
+  assert not any("None.py" in ln for ln in lines)  # rows without a config print no command
+  assert not (tmp_path / "reproduction.json").exists()
+
+
+def test_unknown_rows_are_refused_with_the_valid_names(capsys):
+  with pytest.raises(SystemExit):
+    reproduce.main(["--dry-run", "--rows", "han2015"])
+  assert "han2015_lenet300" in capsys.readouterr().err
+
+
+def _lottery_round(r, weights, ticket, reinit=None, random=None):
+  row = {"round": r, "weights_remaining": weights}
+  for name, err in (("ticket", ticket), ("reinit", reinit), ("random", random)):
+    if err is not None:
+      row[name] = {"test_error_mean": err, "test_error_sd": 0.001, "early_stop_step_mean": 3000}
+  return row
+
+
+def test_write_replaces_only_the_marked_section_with_rows_lottery_and_commands(tmp_path):
+  results = {
+    "han2015_lenet300": {
+      "chosen": {"optimizer.learning_rate": 0.001},
+      "grid": {"learning_rate=0.001": 0.019, "learning_rate=0.003": 0.021},
+      **reproduce.aggregate(
+        reproduce.ROWS[0],
+        [{"test_error": e, "validation_error": 0.02, "compression": 11.8} for e in (0.015, 0.017)],
+      ),
+    },
+    "frankle2019_lenet300": {
+      "chosen": {},
+      "lottery": [
+        _lottery_round(0, 1.0, 0.020),
+        _lottery_round(7, 0.211, 0.016, 0.025, 0.027),
+        _lottery_round(12, 0.0695, 0.018, 0.033, 0.040),
+      ],
+    },
+  }
+  text = reproduce.table(results, Path("runs/r"), [0, 1], {"lenet5_step": "0.25 s"})
+  path = tmp_path / "RESULTS.md"
+  path.write_text(f"# R\n\nbefore\n{reproduce.BEGIN}\nOLD TEXT\n{reproduce.END}\nafter\n")
+  reproduce.write_section(text, path)
+  written = path.read_text()
+  assert written.startswith("# R\n\nbefore\n" + reproduce.BEGIN) and "OLD TEXT" not in written
+  assert written.endswith(reproduce.END + "\nafter\n")
+  han = next(ln for ln in written.splitlines() if ln.startswith("| Han et al. 2015"))
+  assert "| 1.59% / 12× | 1.60 ± 0.14% at 11.8× |" in han
+  assert "learning_rate=0.001: 1.90%, learning_rate=0.003: 2.10%" in han
+  lot = [ln for ln in written.splitlines() if ln.startswith("| Frankle & Carbin 2019")]
+  assert "100.0% of weights: dense 2.00 ± 0.10%" in lot[0]
+  assert "21.1% of weights: ticket 1.60 ± 0.10%; reinit 2.50 ± 0.10%; random 2.70" in lot[1]
+  assert "7.0% of weights: ticket 1.80 ± 0.10%; reinit 3.30 ± 0.10%; random 4.00" in lot[2]
+  assert "| 12 | 7.0% | 1.80 ± 0.10% (stop 3000) | 3.30 ± 0.10% (stop 3000) |" in written
+  assert "took 0.25 s here" in written  # the LeNet-5 reasons quote the measured times...
+  assert "would take about ? per seed" in written  # ...and "?" for the ones not given
+  assert "- `snip2019_lenet5`: `python -m jaxprune.train --config configs/snip.py" in written
+  png = reproduce.plot(results, tmp_path / "reproduction.png")
+  assert png.stat().st_size > 10_000
+
+
+def test_a_cited_row_reads_the_other_benchmarks_percentages(tmp_path):
+  row = next(r for r in reproduce.ROWS if r.cited is not None)
+  path = tmp_path / "results.json"
+  path.write_text(
+    json.dumps({row.cited[1]: {"lr": 0.003, "test_errors": [2.9, 2.7], "kept": 0.02}})
+  )
+  got = reproduce.cited(row, path)
+  assert got["test_error_mean"] == pytest.approx(0.028)
+  assert got["test_error_sd"] == pytest.approx(0.0014142, rel=1e-4)
+  assert got["compression_mean"] == pytest.approx(50.0)
+  assert reproduce.cited(row, tmp_path / "missing.json") is None
