@@ -40,6 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- reproduction:begin -->", "<!-- reproduction:end -->"
+DATE = "2026-11-30"  # The date the table's runs were made, written with it.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,8 +178,8 @@ ROWS = (
     not_run=(
       "not run: the trainer's LeNet-5-Caffe has no variational layers yet; "
       "`benchmarks/bayes_mnist.py --model lenet5` trains it outside the trainer (one seed, "
-      "8 epochs: 111× at 1.25%, see the Bayesian section); at {lenet5_step} per step, "
-      "200 epochs would take about {lenet5_vd_hours} per seed"
+      "8 epochs: 111× at 1.25%, see the Bayesian section); 200 epochs would take about "
+      "{lenet5_vd_hours} per seed"
     ),
   ),
   Row(
@@ -474,9 +475,10 @@ def table(
     cmd = f"`python benchmarks/reproduce.py --rows {row.name}`"
     recipe = f"{row.recipe}; **deviations:** {row.deviations}" if row.deviations else row.recipe
     if row.config:
-      commands.append(
-        f"- `{row.name}`: `{shlex.join(command(row, out / row.name / 'seed_S', {'seed': 'S'}))}`"
-      )
+      chosen = (res or {}).get("chosen", {})
+      cmd_s = shlex.join(command(row, out / row.name / "seed_S", {**chosen, "seed": "S"}))
+      seed0 = " (seed 0: the chosen grid point's run)" if chosen else ""
+      commands.append(f"- `{row.name}`{seed0}: `{cmd_s}`")
     if row.not_run:
       reason = row.not_run.format_map(collections.defaultdict(lambda: "?", timings))
       lines.append(
@@ -516,14 +518,21 @@ def table(
       f"{recipe}{_chosen(res)} | {cmd} |"
     )
   lines.append(
-    f"\nSeeds {', '.join(map(str, seeds))}; test error at the end of training, mean ± sd "
+    f"\n{DATE}. Seeds {', '.join(map(str, seeds))}; test error at the end of training, mean ± sd "
     "(ddof 1); compression = all parameters / nonzero parameters (biases included). "
     "Hyperparameters that are not the paper's were chosen on the validation split (6,000 of "
     "the 60,000 training images), seed 0. Plot: `benchmarks/reproduction.png`."
   )
   for row in ROWS:
     if row.name in results and results[row.name] and "lottery" in results[row.name]:
-      lines += ["", lottery_table(results[row.name]["lottery"])]
+      lines += [
+        "",
+        f"Lottery rounds ({row.paper}, {row.setting.split(',')[0]}): test error mean ± sd over "
+        "the seeds; *stop* is the mean early-stopping iteration (minimum validation loss, "
+        "validation every 250 iterations).",
+        "",
+        lottery_table(results[row.name]["lottery"]),
+      ]
   lines += ["", "Per-seed commands (S = 0, 1, 2; `reproduce.py` runs them in-process):", ""]
   lines += commands
   return "\n".join(lines)
@@ -562,7 +571,7 @@ def plot(results: dict[str, Any], path: Path) -> Path:
 
   from jaxprune.train.report import save_figure
 
-  fig = Figure(figsize=(8, 5))
+  fig = Figure(figsize=(11, 5))
   ax = fig.subplots()
   colors = iter(f"C{i}" for i in range(10))
   for row in ROWS:
@@ -570,7 +579,11 @@ def plot(results: dict[str, Any], path: Path) -> Path:
     color = next(colors)
     label = f"{row.paper}, {row.setting.split(',')[0]}"
     if row.paper_error is not None and row.paper_compression:
-      ax.plot(row.paper_compression, 100 * row.paper_error, "*", ms=13, mfc="none", color=color)
+      x, y = row.paper_compression, 100 * row.paper_error
+      ax.plot(x, y, "*", ms=13, mfc="none", color=color)
+      short = row.paper.split("(")[-1].rstrip(")") if "(" in row.paper else row.paper
+      short += ", " + row.setting.split(",")[0] + (" (not run)" if row.not_run else "")
+      ax.annotate(short, (x, y), (6, 4), textcoords="offset points", fontsize=7, color=color)
     if not res:
       continue
     if "lottery" in res:
@@ -601,7 +614,8 @@ def plot(results: dict[str, Any], path: Path) -> Path:
   ax.set_xscale("log")
   ax.set(xlabel="compression (×)", ylabel="test error (%)", title="LeNet/MNIST reproductions")
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
+  ax.set_xlim(0.8, 700)
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   return save_figure(fig, path)
 

@@ -110,7 +110,7 @@ def test_write_replaces_only_the_marked_section_with_rows_lottery_and_commands(t
   assert "7.0% of weights: ticket 1.80 ± 0.10%; reinit 3.30 ± 0.10%; random 4.00" in lot[2]
   assert "| 12 | 7.0% | 1.80 ± 0.10% (stop 3000) | 3.30 ± 0.10% (stop 3000) |" in written
   assert "took 0.25 s here" in written  # the LeNet-5 reasons quote the measured times...
-  assert "would take about ? per seed" in written  # ...and "?" for the ones not given
+  assert "200 epochs would take about ? per seed" in written  # ...and "?" for the ones not given
   assert "- `snip2019_lenet5`: `python -m jaxprune.train --config configs/snip.py" in written
   png = reproduce.plot(results, tmp_path / "reproduction.png")
   assert png.stat().st_size > 10_000
