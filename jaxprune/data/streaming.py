@@ -7,8 +7,9 @@
 and augmentation in worker processes and keeps a bounded number of batches ready.
 
 Order and randomness depend only on the seed and the batch number: the examples of
-epoch ``e`` are visited in ``np.random.default_rng([seed, e]).permutation(n)`` (the order
-of `jaxprune.data.BatchIterator`), and the augmentation of global batch ``k`` draws its
+epoch ``e`` are visited in `jaxprune.data.batching.epoch_order` (a permutation keyed by
+``(seed, e)``, the order of `jaxprune.data.BatchIterator`, computed for the positions
+in use only), and the augmentation of global batch ``k`` draws its
 random numbers from ``np.random.default_rng([seed, 1, k])`` for the whole global batch.
 So, per process:
 
@@ -23,7 +24,8 @@ So, per process:
   count).
 
 Memory is bounded: at most ``(num_workers + 1) * (prefetch + 1)`` batches are in
-flight, whatever the size of the dataset (a streamed dataset is read batch by batch).
+flight, whatever the size of the dataset (a streamed dataset is read batch by batch),
+and the epoch order is held a block of `EpochOrder.BLOCK` positions at a time.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 import grain
 import numpy as np
 
-from jaxprune.data.batching import epoch_order
+from jaxprune.data.batching import EpochOrder
 from jaxprune.data.dataset import Dataset
 
 Batch = dict[str, np.ndarray]
@@ -100,7 +102,7 @@ class HostBatches(grain.MapDataset):
     self.first_row = process_index * self.rows
     self.steps_per_epoch = n // batch_size
     self._preprocess = dataset.preprocess(train=True)
-    self._order: tuple[int, np.ndarray] | None = None
+    self._order = EpochOrder(n, self.seed, shuffle)
 
   def __len__(self) -> int:
     return sys.maxsize
@@ -108,18 +110,12 @@ class HostBatches(grain.MapDataset):
   def __str__(self) -> str:
     return f"HostBatches({self.dataset!r}, batch_size={self.batch_size}, seed={self.seed})"
 
-  def _epoch_order(self, epoch: int) -> np.ndarray:
-    if self._order is None or self._order[0] != epoch:
-      n = self.dataset.num_examples
-      self._order = (epoch, epoch_order(n, self.seed, epoch, self.shuffle))
-    return self._order[1]
-
   def __getitem__(self, k: Any) -> Any:
     if isinstance(k, slice):
       return self.slice(k)
     epoch, step = divmod(int(k), self.steps_per_epoch)
     start = step * self.batch_size + self.first_row
-    indices = self._epoch_order(epoch)[start : start + self.rows]
+    indices = self._order(epoch, start, start + self.rows)
     images, labels = self.dataset.raw(indices)
     draws = {}
     if self._preprocess.random:
