@@ -10,7 +10,12 @@
    - ``cifar``: ResNet-20 on CIFAR-shaped data (random uint8 32x32x3 images in memory,
      50k examples), batch 128, with the CIFAR augmentation (padded crop, flip).
 
-2. Loader memory: the peak resident memory (main process plus workers, from psutil) of
+2. Input CPU per batch (``cpu``): the same input path without a model; the CPU seconds
+   (user + system) that the main process and the grain workers spend per batch, over
+   ``--steps`` batches after the buffers filled. Less sensitive to the machine's load
+   than the wait fraction: it is the work the input takes away from the step.
+
+3. Loader memory: the peak resident memory (main process plus workers, from psutil) of
    iterating a streamed dataset of ``n`` synthetic 64x64x3 examples (generated from the
    index, like a reader of files: nothing is held in memory), for several ``n``. The
    loader holds a bounded number of batches, so the peak must not grow with ``n``.
@@ -18,6 +23,7 @@
 Usage:
   python benchmarks/input_pipeline.py wait --case=mnist --workers=2 --steps=600
   python benchmarks/input_pipeline.py wait --case=cifar --workers=2 --steps=60
+  python benchmarks/input_pipeline.py cpu --case=mnist --workers=2 --steps=1000
   python benchmarks/input_pipeline.py memory --workers=2
 """
 
@@ -105,6 +111,45 @@ def wait(args: argparse.Namespace) -> None:
   )
 
 
+def _cpu_seconds(processes: list) -> float:
+  import psutil
+
+  total = 0.0
+  for p in processes:
+    with contextlib.suppress(psutil.Error):
+      times = p.cpu_times()
+      total += times.user + times.system
+  return total
+
+
+def cpu(args: argparse.Namespace) -> None:
+  import psutil
+
+  import jaxprune.data as jdata
+
+  dataset, _ = _dataset(args.case, args.data_dir)
+  streamed = jdata.StreamedBatches(
+    dataset, args.batch_size, seed=0, num_workers=args.workers, prefetch=args.prefetch
+  )
+  batches = jdata.prefetch_to_device(streamed, size=args.prefetch)
+  for _ in range(args.warmup):
+    next(batches)
+  me = psutil.Process()
+  processes = [me, *me.children(recursive=True)]
+  main_start, all_start = _cpu_seconds([me]), _cpu_seconds(processes)
+  for _ in range(args.steps):
+    next(batches)
+  main_cpu = _cpu_seconds([me]) - main_start
+  all_cpu = _cpu_seconds(processes) - all_start
+  batches.close()
+  streamed.close()
+  print(
+    f"{args.case}: batch {args.batch_size}, {args.workers} grain workers, {args.steps} "
+    f"batches: input CPU {1e6 * all_cpu / args.steps:.0f} us/batch (main process "
+    f"{1e6 * main_cpu / args.steps:.0f})"
+  )
+
+
 def _peak_rss(stop: threading.Event, peak: list[int]) -> None:
   import psutil
 
@@ -144,20 +189,21 @@ def memory(args: argparse.Namespace) -> None:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   sub = parser.add_subparsers(dest="what", required=True)
-  w = sub.add_parser("wait")
-  w.add_argument("--case", choices=("mnist", "cifar"), default="mnist")
-  w.add_argument("--workers", type=int, default=2)
-  w.add_argument("--prefetch", type=int, default=2)
-  w.add_argument("--batch-size", type=int, default=128)
-  w.add_argument("--steps", type=int, default=600)
-  w.add_argument("--warmup", type=int, default=20)
-  w.add_argument("--data-dir", default="/tmp/jaxprune-bench-tfds")
+  for name in ("wait", "cpu"):
+    w = sub.add_parser(name)
+    w.add_argument("--case", choices=("mnist", "cifar"), default="mnist")
+    w.add_argument("--workers", type=int, default=2)
+    w.add_argument("--prefetch", type=int, default=2)
+    w.add_argument("--batch-size", type=int, default=128)
+    w.add_argument("--steps", type=int, default=600)
+    w.add_argument("--warmup", type=int, default=20)
+    w.add_argument("--data-dir", default="/tmp/jaxprune-bench-tfds")
   m = sub.add_parser("memory")
   m.add_argument("--workers", type=int, default=2)
   m.add_argument("--batches", type=int, default=40)
   m.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000, 100_000_000])
   args = parser.parse_args()
-  wait(args) if args.what == "wait" else memory(args)
+  {"wait": wait, "cpu": cpu, "memory": memory}[args.what](args)
 
 
 if __name__ == "__main__":

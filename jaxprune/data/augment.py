@@ -107,15 +107,31 @@ class Preprocess:
     return self.apply(images, self.draw(rng, len(images)) if self.random else {})
 
   def apply(self, images: Images, draws: Draws) -> np.ndarray:
-    """Preprocesses ``images`` (uint8 ``[b, H, W, C]``, or a list of ``[H, W, C]``)."""
+    """Preprocesses ``images`` (uint8 ``[b, H, W, C]``, or a list of ``[H, W, C]``).
+
+    ``normalise(augment(images, draws))``.
+    """
+    return self.normalise(self.augment(images, draws))
+
+  def augment(self, images: Images, draws: Draws) -> np.ndarray:
+    """The crops, flips and resizes of `apply`, without normalisation: uint8 ``[b, *image_shape]``.
+
+    A quarter of the bytes of the float32 result: worker processes hand these over and
+    `normalise` runs where the batch is consumed.
+    """
     if self.family == "imagenet":
       out = np.stack([self._imagenet(img, draws, i) for i, img in enumerate(images)])
     else:
       out = _stack(images, self.spec)
       if self.random:
         out = _cifar(out, draws["offset"], draws["flip"])
-    out = out.reshape((-1, *self.spec.image_shape)).astype(np.float32)
-    return out * self.scale - self.shift
+    return out.reshape((-1, *self.spec.image_shape))
+
+  def normalise(self, images: np.ndarray) -> np.ndarray:
+    """``pixel * scale - shift`` in float32, for uint8 images from `augment`."""
+    out = images.astype(np.float32)
+    np.multiply(out, self.scale, out=out)
+    return np.subtract(out, self.shift, out=out)
 
   def _imagenet(self, image: np.ndarray, draws: Draws, i: int) -> np.ndarray:
     from PIL import Image

@@ -4,11 +4,16 @@
 ``k``-th global training batch, read from a `jaxprune.data.Dataset` (in memory or a
 ``tfds.data_source``) and preprocessed with the dataset's training augmentation.
 `StreamedBatches` iterates it through grain: ``mp_prefetch`` runs the reading, decoding
-and augmentation in worker processes and keeps a bounded number of batches ready.
+and augmentation in worker processes and keeps a bounded number of batches ready. A
+worker produces a group of consecutive batches at a time (about ``group_bytes``), as
+uint8 images: handing an element over between processes has a cost per element and per
+byte, and float32 images are four times the bytes. The consuming process normalises
+each batch (``pixel * scale - shift``) as it hands it out.
 
 Order and randomness depend only on the seed and the batch number: the examples of
-epoch ``e`` are visited in ``np.random.default_rng([seed, e]).permutation(n)`` (the order
-of `jaxprune.data.BatchIterator`), and the augmentation of global batch ``k`` draws its
+epoch ``e`` are visited in `jaxprune.data.batching.epoch_order` (a permutation keyed by
+``(seed, e)``, the order of `jaxprune.data.BatchIterator`, computed for the positions
+in use only), and the augmentation of global batch ``k`` draws its
 random numbers from ``np.random.default_rng([seed, 1, k])`` for the whole global batch.
 So, per process:
 
@@ -22,8 +27,10 @@ So, per process:
   iterator state records per-worker positions and so ties a checkpoint to the worker
   count).
 
-Memory is bounded: at most ``(num_workers + 1) * (prefetch + 1)`` batches are in
-flight, whatever the size of the dataset (a streamed dataset is read batch by batch).
+Memory is bounded: at most ``(num_workers + 1) * (prefetch + 1)`` groups (each the
+larger of ``group_bytes`` and one batch) are in flight, whatever the size of the dataset
+(a streamed dataset is read batch by batch),
+and the epoch order is held a block of `EpochOrder.BLOCK` positions at a time.
 """
 
 from __future__ import annotations
@@ -34,11 +41,12 @@ from typing import Any
 import grain
 import numpy as np
 
-from jaxprune.data.batching import epoch_order
+from jaxprune.data.batching import EpochOrder
 from jaxprune.data.dataset import Dataset
 
 Batch = dict[str, np.ndarray]
 _AUGMENT_STREAM = 1  # Seeds the augmentation: default_rng([seed, 1, batch number]).
+GROUP_BYTES = 2**21  # uint8 image bytes per grain element (a group of consecutive batches).
 
 
 def _parse_absl_flags() -> None:
@@ -100,7 +108,7 @@ class HostBatches(grain.MapDataset):
     self.first_row = process_index * self.rows
     self.steps_per_epoch = n // batch_size
     self._preprocess = dataset.preprocess(train=True)
-    self._order: tuple[int, np.ndarray] | None = None
+    self._order = EpochOrder(n, self.seed, shuffle)
 
   def __len__(self) -> int:
     return sys.maxsize
@@ -108,25 +116,53 @@ class HostBatches(grain.MapDataset):
   def __str__(self) -> str:
     return f"HostBatches({self.dataset!r}, batch_size={self.batch_size}, seed={self.seed})"
 
-  def _epoch_order(self, epoch: int) -> np.ndarray:
-    if self._order is None or self._order[0] != epoch:
-      n = self.dataset.num_examples
-      self._order = (epoch, epoch_order(n, self.seed, epoch, self.shuffle))
-    return self._order[1]
-
   def __getitem__(self, k: Any) -> Any:
     if isinstance(k, slice):
       return self.slice(k)
-    epoch, step = divmod(int(k), self.steps_per_epoch)
+    batch = self.augmented(int(k))
+    return {"image": self._preprocess.normalise(batch["image"]), "label": batch["label"]}
+
+  def augmented(self, k: int) -> Batch:
+    """Element ``k`` before normalisation: uint8 ``"image"`` and int32 ``"label"``."""
+    epoch, step = divmod(k, self.steps_per_epoch)
     start = step * self.batch_size + self.first_row
-    indices = self._epoch_order(epoch)[start : start + self.rows]
-    images, labels = self.dataset.raw(indices)
+    images, labels = self.dataset.raw(self._order(epoch, start, start + self.rows))
     draws = {}
     if self._preprocess.random:
-      rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, int(k)])
+      rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, k])
       every = self._preprocess.draw(rng, self.batch_size)
       draws = {key: v[self.first_row : self.first_row + self.rows] for key, v in every.items()}
-    return {"image": self._preprocess.apply(images, draws), "label": labels}
+    return {"image": self._preprocess.augment(images, draws), "label": labels}
+
+  def normalise(self, batch: Batch) -> Batch:
+    """An `augmented` batch (or a stack of them) as ``self[k]`` would return it."""
+    return {"image": self._preprocess.normalise(batch["image"]), "label": batch["label"]}
+
+
+class _Groups(grain.MapDataset):
+  """Element ``j``: `HostBatches.augmented` ``first + j * size, ..., first + j * size + size - 1``.
+
+  Stacked along a new leading axis. Grouping batches divides the per-element cost of a
+  grain worker handing its output over (a shared-memory segment per array, a queue
+  message) by ``size``.
+  """
+
+  def __init__(self, batches: HostBatches, first: int, size: int):
+    super().__init__()
+    self.batches, self.first, self.size = batches, first, size
+
+  def __len__(self) -> int:
+    return sys.maxsize // self.size - self.first
+
+  def __str__(self) -> str:
+    return f"_Groups({self.batches}, first={self.first}, size={self.size})"
+
+  def __getitem__(self, j: Any) -> Any:
+    if isinstance(j, slice):
+      return self.slice(j)
+    start = self.first + int(j) * self.size
+    parts = [self.batches.augmented(k) for k in range(start, start + self.size)]
+    return {key: np.stack([p[key] for p in parts]) for key in parts[0]}
 
 
 class StreamedBatches:
@@ -138,7 +174,9 @@ class StreamedBatches:
     seed: seed of the order and of the augmentation.
     num_workers: grain worker processes reading and augmenting batches (0: in this
       process, in a grain reader thread).
-    prefetch: batches each worker (or the reader thread) keeps ready.
+    prefetch: groups of batches each worker (or the reader thread) keeps ready.
+    group_bytes: workers produce groups of consecutive batches of about this many bytes
+      (at least one batch), handed over as uint8 and normalised in this process.
     shuffle: permute the examples every epoch.
     process_index: this process; defaults to `jax.process_index()`.
     process_count: number of processes; defaults to `jax.process_count()`.
@@ -167,6 +205,7 @@ class StreamedBatches:
     shuffle: bool = True,
     process_index: int | None = None,
     process_count: int | None = None,
+    group_bytes: int = GROUP_BYTES,
   ):
     if num_workers < 0 or prefetch < 1:
       raise ValueError(
@@ -187,8 +226,12 @@ class StreamedBatches:
     )
     self.num_workers = num_workers
     self.prefetch = prefetch
+    batch_bytes = self.batches.rows * int(np.prod(dataset.image_shape))  # uint8 images
+    self.group_size = max(1, int(group_bytes) // batch_bytes)
     self._next = 0
     self._iterator: Any = None
+    self._group: Batch | None = None
+    self._in_group = 0
 
   @property
   def steps_per_epoch(self) -> int:
@@ -196,7 +239,8 @@ class StreamedBatches:
     return self.batches.steps_per_epoch
 
   def _start(self) -> None:
-    ds = self.batches[self._next :].to_iter_dataset(
+    groups = _Groups(self.batches, self._next, self.group_size)
+    ds = groups.to_iter_dataset(
       grain.ReadOptions(num_threads=1, prefetch_buffer_size=self.prefetch)
     )
     if self.num_workers:
@@ -213,7 +257,10 @@ class StreamedBatches:
   def __next__(self) -> Batch:
     if self._iterator is None:
       self._start()
-    batch = next(self._iterator)
+    if self._group is None or self._in_group == self.group_size:
+      self._group, self._in_group = next(self._iterator), 0
+    i, self._in_group = self._in_group, self._in_group + 1
+    batch = self.batches.normalise({key: v[i] for key, v in self._group.items()})
     self._next += 1
     return batch
 
@@ -253,6 +300,7 @@ class StreamedBatches:
       if close is not None:
         close()
       self._iterator = None
+    self._group = None
 
   def __enter__(self) -> StreamedBatches:
     return self

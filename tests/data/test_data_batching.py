@@ -1,11 +1,21 @@
 """`BatchIterator` (reshuffling, bit-exact resume) and `eval_batches` (every example once)."""
 
 import itertools
+import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxprune.data import BatchIterator, eval_batches, load
+from jaxprune.data.batching import EpochOrder, epoch_order
+
+# Sizes around the Feistel domain's edges: 1, 2, primes, powers of two and their neighbours.
+EDGE_SIZES = [1, 2, 3, 5, 7, 31, 97, 127, 128, 129, 257, 1000, 1023, 1024, 1025, 4093, 65537]
+SIZES = st.one_of(st.sampled_from(EDGE_SIZES), st.integers(1, 20_000))
+SEEDS = st.integers(0, 2**32 - 1)
+EPOCHS = st.integers(0, 10_000)
 
 
 class IndexDataset:
@@ -20,6 +30,57 @@ class IndexDataset:
 
 def _labels(iterator, count):
   return [next(iterator)["label"] for _ in range(count)]
+
+
+@settings(max_examples=150)
+@given(SIZES, SEEDS, EPOCHS)
+def test_the_epoch_order_is_a_permutation_of_the_examples(n, seed, epoch):
+  order = epoch_order(n, seed, epoch)
+  assert order.dtype == np.int64 and order.shape == (n,)
+  np.testing.assert_array_equal(np.sort(order), np.arange(n))
+
+
+@given(st.integers(20, 5000), SEEDS, EPOCHS)
+def test_other_epochs_and_seeds_give_other_orders(n, seed, epoch):
+  order = epoch_order(n, seed, epoch)
+  np.testing.assert_array_equal(order, epoch_order(n, seed, epoch))  # deterministic
+  assert not np.array_equal(order, epoch_order(n, seed, epoch + 1))
+  assert not np.array_equal(order, epoch_order(n, seed + 1, epoch))
+  assert not np.array_equal(order, epoch_order(n, seed + 1, epoch - 1 if epoch else 1))
+
+
+def test_every_example_is_equally_likely_at_every_position():
+  n, draws = 10, 4000
+  orders = np.stack([epoch_order(n, seed, 3) for seed in range(draws)])
+  counts = np.stack([np.bincount(orders[:, p], minlength=n) for p in range(n)])
+  # Binomial(4000, 0.1): mean 400, sd 19; 5 sd either side.
+  assert counts.min() > 300 and counts.max() < 500, counts
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 1000, 1025])
+def test_epoch_order_blocks_give_every_range_of_the_whole_order(n, monkeypatch):
+  monkeypatch.setattr(EpochOrder, "BLOCK", 16)  # ranges straddle blocks
+  whole = epoch_order(n, 9, 2)
+  order = EpochOrder(n, seed=9)
+  rng = np.random.default_rng(0)
+  for _ in range(50):
+    start, stop = np.sort(rng.integers(0, n + 1, 2))
+    np.testing.assert_array_equal(order(2, start, stop), whole[start:stop])
+  np.testing.assert_array_equal(EpochOrder(n, 9, shuffle=False)(5, 0, n), np.arange(n))
+  with pytest.raises(IndexError, match=rf"\[0, {n}\)"):
+    order(0, 0, n + 1)
+
+
+def test_a_batch_of_a_huge_split_costs_memory_of_the_batch_only():
+  n = 10**12 + 39  # its permutation would take 8 TB
+  tracemalloc.start()
+  indices = EpochOrder(n, seed=1)(7, 5 * 10**11, 5 * 10**11 + 256)
+  peak = tracemalloc.get_traced_memory()[1]
+  tracemalloc.stop()
+  assert peak < 16 * 2**20, peak  # a block of positions, not the epoch
+  assert len(np.unique(indices)) == 256 and indices.min() >= 0 and indices.max() < n
+  with pytest.raises(ValueError, match="seed >= 0"):
+    epoch_order(10, seed=-1, epoch=0)
 
 
 def test_each_epoch_is_a_fresh_permutation():

@@ -124,6 +124,29 @@ def test_streamed_batches_follow_the_batch_iterator_order_and_resume_bit_for_bit
   streamed.close()
 
 
+def test_groups_of_batches_give_the_batches_one_at_a_time_and_resume_inside_a_group(mock_tfds):
+  data_dir = mock_tfds("cifar10", 64)
+  train = jdata.load("cifar10", "train", data_dir=data_dir)
+  host = jdata.HostBatches(train, 8, seed=2)
+  one = jdata.StreamedBatches(train, 8, seed=2, group_bytes=1)
+  three = jdata.StreamedBatches(train, 8, seed=2, group_bytes=3 * 8 * 32 * 32 * 3)
+  assert (one.group_size, three.group_size) == (1, 3)
+  for k in range(11):  # crosses groups and the epoch boundary at 8
+    a, b = next(one), next(three)
+    assert a["image"].dtype == np.float32 and a["label"].dtype == np.int32
+    for key in ("image", "label"):
+      np.testing.assert_array_equal(a[key], host[k][key])
+      np.testing.assert_array_equal(b[key], host[k][key])
+  three.set_state({"epoch": 0, "index": 40})  # batch 5, inside the second group
+  np.testing.assert_array_equal(next(three)["image"], host[5]["image"])
+  assert three.get_state() == {"epoch": 0, "index": 48}
+  raw = host.augmented(5)
+  assert raw["image"].dtype == np.uint8
+  np.testing.assert_array_equal(host.normalise(raw)["image"], host[5]["image"])
+  one.close()
+  three.close()
+
+
 def test_augmented_stream_resumes_identically_and_shards_rows_over_processes(mock_tfds):
   data_dir = mock_tfds("cifar10", 64)
   train = jdata.load("cifar10", "train", data_dir=data_dir)
