@@ -40,9 +40,17 @@ class VGGBN(nn.Module):
     return nn.Dense(10, name="head")(x)
 
 
-def _macs(model, variables):
+CASES = {
+  "resnet20": lambda: models.ResNet20(num_classes=10),
+  "resnet20_proj": lambda: models.ResNet20(num_classes=10, shortcut="projection"),
+  "vgg_bn": lambda: VGGBN(),
+  "vit_small": lambda: models.ViTSmall(num_classes=10),
+}
+
+
+def _macs(model, variables, input_shape=(32, 32, 3)):
   """MACs per example (kernels and attention matmuls, as `models.flops_per_example` counts
-  them), traced with the variables' own shapes."""
+  them), traced with the variables' own shapes on one input of ``input_shape``."""
   positions = {}
 
   def interceptor(next_fun, args, kwargs, context):
@@ -60,7 +68,7 @@ def _macs(model, variables):
     return out
 
   with nn.intercept_methods(interceptor):
-    jax.eval_shape(lambda v: apply_resized(model, v, jnp.ones((1, 32, 32, 3))), variables)
+    jax.eval_shape(lambda v: apply_resized(model, v, jnp.ones((1, *input_shape))), variables)
   return sum(positions.values())
 
 
@@ -80,6 +88,7 @@ def run(name, model, batch, repeats):
     "params_ratio": models.count_params(variables["params"]) / models.count_params(small["params"]),
     "mac_ratio": _macs(model, variables) / _macs(model, small),
     "speedup": median_ratio(times, "dense", "small"),
+    "ratios": sorted(a / b for a, b in zip(times["dense"], times["small"], strict=True)),
   }
 
 
@@ -87,18 +96,18 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--repeats", type=int, default=20)
   parser.add_argument("--batch", type=int, default=256)
+  parser.add_argument(
+    "--models", default=",".join(CASES), help=f"comma-separated, of {list(CASES)}"
+  )
   args = parser.parse_args()
   print(f"backend={jax.default_backend()} batch={args.batch} repeats={args.repeats}")
-  cases = {
-    "resnet20": models.ResNet20(num_classes=10),
-    "vgg_bn": VGGBN(),
-    "vit_small": models.ViTSmall(num_classes=10),
-  }
-  for name, model in cases.items():
-    r = run(name, model, args.batch, args.repeats)
+  for name in args.models.split(","):
+    r = run(name, CASES[name](), args.batch, args.repeats)
+    q = r["ratios"]
     print(
-      f"{r['model']:10s} params {r['params_ratio']:.2f}x fewer  MACs {r['mac_ratio']:.2f}x "
-      f"fewer  measured forward speedup {r['speedup']:.2f}x"
+      f"{r['model']:15s} params {r['params_ratio']:.2f}x fewer  MACs {r['mac_ratio']:.2f}x "
+      f"fewer  measured forward speedup {r['speedup']:.2f}x (per-round ratios: min "
+      f"{q[0]:.2f}, quartiles {q[len(q) // 4]:.2f}-{q[3 * len(q) // 4]:.2f}, max {q[-1]:.2f})"
     )
 
 
