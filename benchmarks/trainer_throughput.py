@@ -17,19 +17,32 @@ Two measurements, each interleaved over repeats so machine noise hits both sides
    already on device. 1 - (feed / device-resident throughput) is the share of step time
    lost to input. Target: < 5%.
 
+``--case=resnet20`` measures only the first comparison, for ``configs/cifar10_resnet20.py``
+(ResNet-20, SGD with momentum 0.9, weight decay, gradual magnitude pruning to 90%)
+against the same run with pruning disabled (the same SGD, unmasked), on random
+CIFAR-10-shaped data (TFDS's mock of cifar10: 32x32x3 images, 10 classes; nothing is read
+from disk) with its host augmentation in-process. The schedule is counted in steps: one
+mask update every 351 steps (the config's one per epoch at 45k training images), the
+first at step 30, so a run of fewer than 351 steps holds more mask updates per step than
+a real one. Target: ratio >= 0.97.
+
 Usage:
   python benchmarks/trainer_throughput.py                 # MNIST if prepared, else digits
   python benchmarks/trainer_throughput.py --steps=1500 --repeats=7
+  python benchmarks/trainer_throughput.py --case=resnet20 --steps=60 --repeats=3
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+import json
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -48,9 +61,87 @@ _REPEATS = flags.DEFINE_integer("repeats", 3, "Interleaved repeats of each measu
 _DATASET = flags.DEFINE_string("dataset", "mnist", "mnist (falls back to digits) or digits.")
 _BATCH = flags.DEFINE_integer("batch_size", 128, "Batch size.")
 _CHUNKS = flags.DEFINE_integer("chunks", 15, "Interleaved 100-step chunks per input source.")
+_CASE = flags.DEFINE_enum(
+  "case",
+  "lenet",
+  ["lenet", "resnet20"],
+  "lenet: configs/default.py (all three measurements); "
+  "resnet20: configs/cifar10_resnet20.py on mock CIFAR-10 (the trainer comparison only).",
+)
+_EXAMPLES = flags.DEFINE_integer(
+  "examples", 1280, "resnet20: mock examples per split (train, test); they set the epoch length."
+)
+
+_STEP_CHUNKS = flags.DEFINE_integer(
+  "step_chunks", 0, "resnet20: interleaved 10-step chunks of the jitted steps alone (0: none)."
+)
+
+# The resnet20 case's mask-update period: one per epoch of 45k training images at batch 128.
+RESNET20_UPDATE_EVERY = 351
+# Its first mask update; the same in every run (and its warm-up), so all compile alike.
+RESNET20_FIRST_UPDATE = 30
 
 
-def _config(pruning: bool, steps: int):
+@contextlib.contextmanager
+def mock_cifar10(num_examples: int) -> Iterator[str]:
+  """A data directory in which ``cifar10`` reads as prepared and yields random examples.
+
+  As in the tests (``tests/conftest.py``, ``mock_tfds``): the ``dataset_info.json`` of an
+  array_record preparation (no shards) passes jaxprune's preparation check, and
+  ``tfds.testing.mock_data`` makes ``tfds.data_source`` return ``num_examples`` random
+  examples of CIFAR-10's features per split. The trainer reads them into memory once.
+  """
+  import tensorflow_datasets as tfds
+  from tensorflow_datasets.testing import mocking
+
+  from jaxprune.data.specs import SPECS
+
+  def getitems(*args, generator, serialized=False):  # TFDS 4.9.10 calls it without self
+    assert not serialized
+    return [generator[int(k)] for k in args[-1]]
+
+  with tempfile.TemporaryDirectory() as data_dir:
+    folder = os.path.join(data_dir, "cifar10", str(tfds.builder_cls("cifar10").VERSION))
+    os.makedirs(folder)
+    splits = [{"name": s, "shardLengths": []} for s in SPECS["cifar10"].splits]
+    info = {"name": "cifar10", "fileFormat": "array_record", "splits": splits}
+    with open(os.path.join(folder, "dataset_info.json"), "w") as f:
+      json.dump(info, f)
+    original = mocking._getitems
+    mocking._getitems = getitems
+    try:
+      policy = tfds.testing.MockPolicy.USE_CODE
+      with tfds.testing.mock_data(num_examples=num_examples, policy=policy):
+        yield data_dir
+    finally:
+      mocking._getitems = original
+
+
+def _resnet20_config(pruning: bool, steps: int, data_dir: str):
+  """configs/cifar10_resnet20.py for ``steps`` steps on mock data, mask updates in steps."""
+  return load_config(
+    "cifar10_resnet20",
+    {
+      "data.data_dir": data_dir,
+      "data.num_workers": 0,  # in-process augmentation: worker processes would not see the mock
+      "train.batch_size": _BATCH.value,
+      "train.num_steps": steps,
+      "train.eval_every_epochs": 1e6,  # Only at the end.
+      "checkpoint.enabled": False,
+      "report.plots": False,
+      "report.progress": False,
+      "pruning.enabled": pruning,
+      "pruning.schedule.unit": "steps",
+      "pruning.schedule.begin": RESNET20_FIRST_UPDATE,
+      "pruning.schedule.end": RESNET20_FIRST_UPDATE + 70 * RESNET20_UPDATE_EVERY,  # 70 epochs
+      "pruning.schedule.every": RESNET20_UPDATE_EVERY,
+    },
+  )
+
+
+def _config(pruning: bool, steps: int, data_dir: str = ""):
+  if _CASE.value == "resnet20":
+    return _resnet20_config(pruning, steps, data_dir)
   return load_config(
     "default",
     {
@@ -66,7 +157,9 @@ def _config(pruning: bool, steps: int):
   )
 
 
-def trainer_runs(repeats: int, steps: int) -> dict[str, dict[str, list[float]]]:
+def trainer_runs(
+  repeats: int, steps: int, warm_up_steps: int = 600, data_dir: str = ""
+) -> dict[str, dict[str, list[float]]]:
   """Steps/s and input-wait fraction of full trainer runs, alternating the order per round.
 
   One short untimed run of each comes first: the first run in a process was ~10% slower
@@ -76,17 +169,18 @@ def trainer_runs(repeats: int, steps: int) -> dict[str, dict[str, list[float]]]:
   out = {name: {k: [] for k in keys} for name in ("masked", "plain")}
   for name in ("masked", "plain"):
     with tempfile.TemporaryDirectory() as workdir:
-      warm_up = _config(name == "masked", 600)
+      warm_up = _config(name == "masked", warm_up_steps, data_dir)
       train_and_evaluate(warm_up, workdir, verbose=False)
   for r in range(repeats):
     order = ("masked", "plain") if r % 2 == 0 else ("plain", "masked")
     for name in order:
       with tempfile.TemporaryDirectory() as workdir:
-        summary = train_and_evaluate(_config(name == "masked", steps), workdir, verbose=False)
+        config = _config(name == "masked", steps, data_dir)
+        summary = train_and_evaluate(config, workdir, verbose=False)
       for key in out[name]:
         out[name][key].append(summary[key])
       print(
-        f"  round {r + 1} {name:>6}: {summary['steps_per_second']:7.1f} steps/s, "
+        f"  round {r + 1} {name:>6}: {summary['steps_per_second']:8.2f} steps/s, "
         f"{1e3 * summary['cpu_seconds_per_step']:.2f} CPU-ms/step, "
         f"blocked on input {summary['input_wait_fraction']:.1%}",
         flush=True,
@@ -223,11 +317,102 @@ def _row(name: str, values: list[float], target: str, fmt: str = "{:.3f}") -> st
   return f"| {name} | {fmt.format(statistics.median(values))} (rounds: {rounds}) | {target} |"
 
 
+def _trainer_rows(runs, target: str) -> None:
+  print("| measurement | median | target |")
+  print("|---|---|---|")
+  for name in ("masked", "plain"):
+    print(_row(f"trainer steps/s, {name}", runs[name]["steps_per_second"], "", "{:.2f}"))
+  print(_row("masked / plain, wall-clock steps/s", _ratios(runs, "steps_per_second"), target))
+  print(
+    _row("masked / plain, steps per CPU-second", _ratios(runs, "cpu_seconds_per_step", True), "")
+  )
+
+
+def resnet20_step_ratio(chunks: int, data_dir: str, steps: int = 10) -> dict[str, list[float]]:
+  """Per-chunk masked / plain throughput of the jitted steps alone, on the same batches.
+
+  The masked step is the one the trainer runs where the schedule keeps the masks
+  (``masks_frozen=True``), the plain one the trainer's step with pruning disabled; both
+  are fed the same four augmented batches, already on device, so input plays no part.
+  Also prints each compiled step's FLOPs and bytes accessed (XLA's cost analysis).
+  """
+  mesh = sharding.make_mesh()
+  batch_sharding = sharding.batch_sharding(mesh)
+  fns, states, batches = {}, {}, None
+  for name in ("masked", "plain"):
+    exp = experiment.build(_config(name == "masked", 1000, data_dir), verbose=False)
+    if batches is None:
+      iterator = BatchIterator(exp.splits.train, _BATCH.value, seed=1)
+      batches = [jax.device_put(b, batch_sharding) for b in itertools.islice(iterator, 4)]
+    step = functools.partial(train_step, masks_frozen=name == "masked")
+    state = jax.jit(exp.create_state)()
+    compiled = jax.jit(step, donate_argnums=0).lower(state, batches[0]).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    print(
+      f"  {name:>6} step: {cost.get('flops', float('nan')):,.0f} FLOPs, "
+      f"{cost.get('bytes accessed', float('nan')):,.0f} bytes accessed",
+      flush=True,
+    )
+    fns[name], states[name] = _picker(compiled), state
+  ratios: dict[str, list[float]] = {clock: [] for clock in CLOCKS}
+  for r in range(chunks):
+    order = ("masked", "plain") if r % 2 == 0 else ("plain", "masked")
+    times = {
+      name: _timed_chunk(fns[name], states[name], itertools.cycle(batches), steps) for name in order
+    }
+    for i, clock in enumerate(CLOCKS):
+      ratios[clock].append(times["plain"][i] / times["masked"][i])
+    print(
+      f"  chunk {r + 1}: wall {ratios['wall'][-1]:.3f}, cpu {ratios['cpu'][-1]:.3f}", flush=True
+    )
+  return ratios
+
+
+def resnet20_main(steps: int, repeats: int) -> None:
+  """The trainer comparison for configs/cifar10_resnet20.py on mock CIFAR-10."""
+  steps = 60 if steps < 0 else steps
+  if steps <= RESNET20_FIRST_UPDATE:
+    raise ValueError(
+      f"--steps={steps} ends before the first mask update (step {RESNET20_FIRST_UPDATE}); "
+      f"expected more steps, e.g. --steps={2 * RESNET20_FIRST_UPDATE}."
+    )
+  updates = 1 + (steps - 1 - RESNET20_FIRST_UPDATE) // RESNET20_UPDATE_EVERY
+  print(
+    f"trainer, ResNet-20 on mock CIFAR-10 ({_EXAMPLES.value} examples per split), {steps} "
+    f"steps per run, {updates} mask update(s) from step {RESNET20_FIRST_UPDATE}: "
+    "masked(sgd + momentum) vs the same sgd unmasked"
+  )
+  logging.set_verbosity(logging.ERROR)  # TFDS warns that the mocked folder has no shards
+  with mock_cifar10(_EXAMPLES.value) as data_dir, tempfile.TemporaryDirectory() as cache:
+    # Each run compiles its steps again; a compilation cache makes that quick (compilation
+    # is not timed either way).
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    warm_up = RESNET20_FIRST_UPDATE + 2  # compiles (and caches) both steps
+    runs = {} if repeats < 1 else trainer_runs(repeats, steps, warm_up, data_dir)
+    step_ratios = None
+    if _STEP_CHUNKS.value > 0:
+      print("the jitted steps alone, frozen masked vs plain, interleaved 10-step chunks")
+      step_ratios = resnet20_step_ratio(_STEP_CHUNKS.value, data_dir)
+  print(f"load average after the runs {os.getloadavg()[0]:.1f}")
+  print()
+  if runs:
+    _trainer_rows(runs, ">= 0.97")
+    wait = runs["masked"]["input_wait_fraction"]
+    print(_row("trainer loop blocked on input (masked)", wait, "", "{:.1%}"))
+  for clock in CLOCKS if step_ratios else ():
+    print(_row(f"masked / plain, jitted step alone, {clock}", step_ratios[clock], ""))
+
+
 def main(argv: list[str]) -> None:
   del argv
   logging.set_verbosity(logging.WARNING)
   steps, repeats = _STEPS.value, _REPEATS.value
   print(f"devices: {jax.devices()}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+  if _CASE.value == "resnet20":
+    resnet20_main(steps, repeats)
+    return
   length = "20 epochs" if steps < 0 else f"{steps} steps"
   print(f"1) trainer, {length}: masked(adam) with gradual magnitude pruning vs plain adam")
   runs = trainer_runs(repeats, steps)

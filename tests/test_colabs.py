@@ -1,9 +1,15 @@
 """The notebooks in colabs/ run end to end with small settings and print what they promise.
 
+The notebooks are stored with the outputs of a full run (real MNIST, full step counts), so
+that a reader sees the results and plots before running anything; the stored-notebook
+test checks that those outputs are complete, in order, error-free and from a full run.
+
 Each notebook is executed in a fresh ``python3`` kernel (the interpreter running pytest;
 ipykernel provides the kernel spec, so nothing is fetched) with
-``JAXPRUNE_NOTEBOOK_SMALL=1``: a few steps on the bundled digits data. A failing cell fails
-the test with its traceback; the checks then read the cells' printed output.
+``JAXPRUNE_NOTEBOOK_SMALL=1``: a few steps on the bundled digits data. The stored outputs
+are cleared first and the executed copy stays in memory (the file is never rewritten). A
+failing cell fails the test with its traceback; the checks then read the cells' printed
+output.
 """
 
 from __future__ import annotations
@@ -22,20 +28,19 @@ NOTEBOOKS = ["quick_start.ipynb", "deep_dive.ipynb", "mnist_pruning.ipynb", "rig
 CELL_TIMEOUT_S = 300
 
 
-def execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, int]:
-  """Runs a notebook; returns its printed text and the number of images it displayed."""
-  monkeypatch.setenv("JAXPRUNE_NOTEBOOK_SMALL", "1")
-  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-  monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebooks' temporary run folders
-  monkeypatch.delenv("XLA_FLAGS", raising=False)
-  nb = nbformat.read(COLABS / name, as_version=4)
-  client = nbclient.NotebookClient(
-    nb,
-    timeout=CELL_TIMEOUT_S,
-    kernel_name="python3",
-    resources={"metadata": {"path": str(tmp_path)}},
-  )
-  client.execute()  # raises CellExecutionError, with the traceback, if a cell fails
+# A line each notebook prints only with its full settings (real MNIST, full step counts).
+FULL_RUN_MARKERS = {
+  "quick_start.ipynb": "dataset mnist, 3000 steps\n",
+  "deep_dive.ipynb": "300 steps per run, 300 batches of 64 examples\n",
+  "mnist_pruning.ipynb": "dataset mnist, 3000 steps per run, criteria ['magnitude', 'random',",
+  "rigl.ipynb": "dataset mnist, 3000 steps, masks updated every 100\n",
+}
+# Images (plots) each notebook displays.
+IMAGES = {"quick_start.ipynb": 3, "deep_dive.ipynb": 0, "mnist_pruning.ipynb": 1, "rigl.ipynb": 0}
+
+
+def printed(nb) -> tuple[str, int]:
+  """The printed text of a notebook's outputs and the number of images they display."""
   text, images = [], 0
   for cell in nb.cells:
     for out in cell.get("outputs", []):
@@ -48,6 +53,30 @@ def execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple
   return "\n".join(text), images
 
 
+def execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, int]:
+  """Runs a notebook in small mode, in memory; returns its printed text and image count."""
+  monkeypatch.setenv("JAXPRUNE_NOTEBOOK_SMALL", "1")
+  monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+  monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebooks' temporary run folders
+  monkeypatch.delenv("XLA_FLAGS", raising=False)
+  stored = (COLABS / name).read_bytes()
+  nb = nbformat.reads(stored.decode(), as_version=4)
+  for cell in nb.cells:  # only this run's outputs are read below
+    if cell.cell_type == "code":
+      cell.outputs, cell.execution_count = [], None
+  client = nbclient.NotebookClient(
+    nb,
+    timeout=CELL_TIMEOUT_S,
+    kernel_name="python3",
+    resources={"metadata": {"path": str(tmp_path)}},
+  )
+  client.execute()  # raises CellExecutionError, with the traceback, if a cell fails
+  assert (COLABS / name).read_bytes() == stored, f"executing {name} rewrote the stored file"
+  text, images = printed(nb)
+  assert FULL_RUN_MARKERS[name] not in text  # the small settings were used
+  return text, images
+
+
 def floats_after(label: str, text: str) -> list[float]:
   return [float(x) for x in re.findall(rf"{label}\s*([0-9.]+)", text)]
 
@@ -57,11 +86,24 @@ def dicts_after(label: str, text: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebooks_are_stored_clean_and_read_the_small_switch(name):
+def test_notebooks_are_stored_with_full_run_outputs_and_read_the_small_switch(name):
   nb = nbformat.read(COLABS / name, as_version=4)
   nbformat.validate(nb)
   code = [c for c in nb.cells if c.cell_type == "code"]
-  assert all(not c.outputs and c.execution_count is None for c in code), f"{name} has outputs"
+  # Every code cell ran, once, top to bottom, in one kernel.
+  counts = [c.execution_count for c in code]
+  assert counts == list(range(1, len(code) + 1)), f"{name}: execution counts {counts}"
+  for i, cell in enumerate(code, 1):
+    for out in cell.outputs:
+      assert out.output_type != "error", f"{name}, code cell {i}: {out.ename}: {out.evalue}"
+      stderr = out.output_type == "stream" and out.name == "stderr"
+      assert not stderr, f"{name}, code cell {i} printed to stderr: {out.text[:300]!r}"
+      if "execution_count" in out:
+        assert out.execution_count == cell.execution_count, (name, i)
+  text, images = printed(nb)
+  assert FULL_RUN_MARKERS[name] in text, f"{name}: not the outputs of a full run"
+  assert images == IMAGES[name], (name, images)
+  assert "Traceback" not in text and "/work/" not in text  # no machine paths or tracebacks
   first = code[0].source
   assert 'os.environ.get("JAXPRUNE_NOTEBOOK_SMALL") == "1"' in first
   assert 'find_spec("jaxprune") is None' in first  # the Colab install is skipped here
@@ -93,7 +135,7 @@ def test_quick_start(tmp_path, monkeypatch):
   assert "identical masks: True" in text
   one_shot = floats_after(r"one-shot magnitude to \d+%: test accuracy", text)
   assert len(one_shot) == 3 and one_shot[0] == accuracy[0]  # re-pruning to 90% changes nothing
-  assert images == 3  # schedules, distributions, structures
+  assert images == IMAGES["quick_start.ipynb"]  # schedules, distributions, structures
 
 
 @pytest.mark.slow
@@ -139,7 +181,7 @@ def test_mnist_pruning(tmp_path, monkeypatch):
   dense = floats_after(r"dense baseline: test accuracy", text)
   assert len(dense) == 1 and dense[0] > 30.0
   assert "theoretical speedup 10.00x" in text  # the 90% run's table
-  assert images == 1
+  assert images == IMAGES["mnist_pruning.ipynb"]
 
 
 @pytest.mark.slow
