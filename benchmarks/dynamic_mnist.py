@@ -11,11 +11,13 @@ Methods, each at the same overall sparsity with the same adam steps (batch 100):
                     training, ERK layer targets), from dense.
 
 The last 5,000 training images are a validation split: each method's learning rate is
-picked from ``--lrs`` by validation error (seed 0), then ``--seeds`` runs with that rate
-report test error (mean ± sd). Writes ``results.json`` and ``error_vs_sparsity.png``
-under ``--out``.
+picked from ``--lrs`` by validation error (seed 0) -- for RigL and SET jointly with ΔT
+(``--every``) and α (``--alphas``) -- then ``--seeds`` runs with those settings report test
+error (mean ± sd). The test set is read only by those runs. Writes ``results.json`` and
+``error_vs_sparsity.png`` under ``--out``.
 
   python benchmarks/dynamic_mnist.py --epochs 20 --sparsities 0.98 --out /tmp/dynamic_mnist
+  python benchmarks/dynamic_mnist.py --methods rigl --every 50,100,200 --alphas 0.1,0.3,0.5
 """
 
 from __future__ import annotations
@@ -37,15 +39,16 @@ from jaxprune import dynamic, schedules
 
 BATCH = 100
 METHODS = ("rigl", "set", "static_erk", "snip_static", "magnitude")
+DROP_GROW = ("rigl", "set")
 
 
-def build(method, lr, sparsity, steps, params, calib, seed):
+def build(method, lr, sparsity, steps, params, calib, seed, every=100, alpha=0.3):
   inner = optax.adam(lr)
   end = int(0.75 * steps)
   if method == "rigl":
-    return dynamic.rigl(inner, sparsity, every=100, end=end, seed=seed)
+    return dynamic.rigl(inner, sparsity, every=every, alpha=alpha, end=end, seed=seed)
   if method == "set":
-    return dynamic.set_(inner, sparsity, every=100, end=end, seed=seed)
+    return dynamic.set_(inner, sparsity, every=every, alpha=alpha, end=end, seed=seed)
   if method == "static_erk":
     return dynamic.static(inner, dynamic.random_masks(params, sparsity, key=jax.random.key(seed)))
   if method == "snip_static":
@@ -59,13 +62,13 @@ def build(method, lr, sparsity, steps, params, calib, seed):
   raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
 
-def run(method, lr, sparsity, epochs, train, evaluate, seed):
+def run(method, lr, sparsity, epochs, train, evaluate, seed, every=100, alpha=0.3):
   """Trains from a fresh init; returns the error (%) on ``evaluate`` and the kept fraction."""
   (x, y), (xe, ye) = train, evaluate
   steps = epochs * (x.shape[0] // BATCH)
   params = MODEL.init(jax.random.key(seed), jnp.ones((1, 28, 28, 1)))["params"]
   calib = calibration_batch(np.asarray(x), np.asarray(y), 10, seed)
-  tx = build(method, lr, sparsity, steps, params, calib, seed)
+  tx = build(method, lr, sparsity, steps, params, calib, seed, every, alpha)
 
   @jax.jit
   def epoch(params, opt_state, key):
@@ -94,6 +97,8 @@ def main() -> None:
   p.add_argument("--sparsities", default="0.98")
   p.add_argument("--methods", default=",".join(METHODS))
   p.add_argument("--lrs", default="1e-3,3e-3")
+  p.add_argument("--every", default="100", help="RigL/SET ΔT grid (steps between updates)")
+  p.add_argument("--alphas", default="0.3", help="RigL/SET initial drop fraction grid")
   p.add_argument("--seeds", type=int, default=3)
   p.add_argument("--out", default="/tmp/dynamic_mnist")
   args = p.parse_args()
@@ -106,18 +111,33 @@ def main() -> None:
   for s in [float(v) for v in args.sparsities.split(",")]:
     for method in args.methods.split(","):
       start = time.perf_counter()
-      val_err = {
-        lr: run(method, float(lr), s, args.epochs, train, val, 0)[0] for lr in args.lrs.split(",")
-      }
-      lr = min(val_err, key=val_err.get)
+      grid = [(lr, 100, 0.3) for lr in args.lrs.split(",")]
+      if method in DROP_GROW:
+        grid = [
+          (lr, int(every), float(alpha))
+          for lr in args.lrs.split(",")
+          for every in args.every.split(",")
+          for alpha in args.alphas.split(",")
+        ]
+      val_err = {}
+      for lr, every, alpha in grid:
+        val_err[f"lr={lr},every={every},alpha={alpha}"] = err = run(
+          method, float(lr), s, args.epochs, train, val, 0, every, alpha
+        )[0]
+        print(f"  {method} s={s} lr={lr} every={every} alpha={alpha}: val {err:.2f}%", flush=True)
+      lr, every, alpha = min(grid, key=lambda g: val_err[f"lr={g[0]},every={g[1]},alpha={g[2]}"])
+      best = f"lr={lr},every={every},alpha={alpha}"
       runs = [
-        run(method, float(lr), s, args.epochs, train, test, seed) for seed in range(args.seeds)
+        run(method, float(lr), s, args.epochs, train, test, seed, every, alpha)
+        for seed in range(args.seeds)
       ]
       errs = [e for e, _ in runs]
       results[f"{method}@{s}"] = dict(
         method=method,
         sparsity=s,
         lr=float(lr),
+        every=every,
+        alpha=alpha,
         val_error=val_err,
         test_errors=errs,
         mean=statistics.mean(errs),
@@ -126,12 +146,12 @@ def main() -> None:
       )
       r = results[f"{method}@{s}"]
       print(
-        f"{method:>12} s={s:.2f} lr={lr:>6} val {val_err[lr]:.2f}%  test error "
+        f"{method:>12} s={s:.2f} {best} val {val_err[best]:.2f}%  test error "
         f"{r['mean']:.2f} ± {r['sd']:.2f}%  kept {r['kept']:.4f}  "
         f"({time.perf_counter() - start:.0f}s)",
         flush=True,
       )
-  (out / "results.json").write_text(json.dumps(results, indent=1))
+      (out / "results.json").write_text(json.dumps(results, indent=1))
   plot(results, out / "error_vs_sparsity.png")
 
 

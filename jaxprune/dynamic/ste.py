@@ -131,8 +131,8 @@ def ste(
       jnp.ones(s, bool) if on else DenseMask(s)
       for s, on in zip(plan.shapes, plan.prunable, strict=True)
     ]
-    dense = [
-      jnp.asarray(x) if on else DenseMask(s)
+    dense = [  # copies: a step that donates params and state must not get one buffer twice
+      jnp.array(x, copy=True) if on else DenseMask(s)
       for x, s, on in zip(leaves, plan.shapes, plan.prunable, strict=True)
     ]
     return MaskedState(

@@ -116,3 +116,18 @@ def test_ste_rejects_data_dependent_criteria_and_negative_decay():
     dynamic.ste(optax.sgd(0.1), 0.5, decay=-1.0)
   with pytest.raises(ValueError, match="exactly one jaxprune.dynamic.ste state"):
     dynamic.dense_params({"w": jnp.ones((2, 2))}, optax.sgd(0.1).init({"w": jnp.ones((2, 2))}))
+
+
+def test_a_step_can_donate_params_and_an_eagerly_built_state():
+  params = _params()
+  tx = dynamic.ste(optax.adam(1e-2), None, structure=NM)
+  state = tx.init(params)  # eager: the dense weights must not alias the params' buffers
+
+  def step(params, state):
+    updates, state = tx.update(_grads(0, params), state, params)
+    return optax.apply_updates(params, updates), state
+
+  expected, _ = jax.jit(step)(params, state)
+  got, state = jax.jit(step, donate_argnums=(0, 1))(params, state)
+  np.testing.assert_array_equal(got["k"], expected["k"])
+  assert _nm_ok(jaxprune.masks_of(state)["k"])
