@@ -3,7 +3,9 @@
 1. Input wait: a jitted SGD step consumes batches from `jaxprune.data.StreamedBatches`
    (``--workers`` grain processes) through the trainer's device prefetch thread. The
    time spent blocked in ``next(batches)`` over the total loop time is the fraction of
-   step time lost to input (target < 5%). Two cases:
+   step time lost to input (target < 5%). As in the trainer, batches reach the step as
+   uint8 and are normalised inside it (``--host-normalise``: float32 from the host). Two
+   cases:
 
    - ``mnist``: LeNet-300-100 on MNIST (prepared from ../shared/data/mnist if needed),
      batch 128, normalisation only;
@@ -80,15 +82,26 @@ def wait(args: argparse.Namespace) -> None:
 
   import jaxprune.data as jdata
   from jaxprune.train import models
+  from jaxprune.train.input_pipeline import normalise
   from jaxprune.train.state import create_train_state
   from jaxprune.train.steps import train_step
 
   dataset, model_name = _dataset(args.case, args.data_dir)
   model = models.get_model(model_name, num_classes=10)
   state = create_train_state(model, optax.sgd(0.01, 0.9), dataset.image_shape, 0)
-  step = jax.jit(train_step, donate_argnums=0)
+  if args.host_normalise:  # float32 batches normalised on the host
+    step = jax.jit(train_step, donate_argnums=0)
+  else:  # as the trainer does: uint8 batches, normalised inside the step
+    step = jax.jit(
+      lambda state, batch: train_step(state, normalise(batch, dataset.spec)), donate_argnums=0
+    )
   streamed = jdata.StreamedBatches(
-    dataset, args.batch_size, seed=0, num_workers=args.workers, prefetch=args.prefetch
+    dataset,
+    args.batch_size,
+    seed=0,
+    num_workers=args.workers,
+    prefetch=args.prefetch,
+    normalise=args.host_normalise,
   )
   batches = jdata.prefetch_to_device(streamed, size=args.prefetch)
   for _ in range(args.warmup):  # compile, start the workers, fill the buffers
@@ -106,6 +119,7 @@ def wait(args: argparse.Namespace) -> None:
   streamed.close()
   print(
     f"{args.case}: {model_name}, batch {args.batch_size}, {args.workers} grain workers, "
+    f"normalised on the {'host' if args.host_normalise else 'device'}, "
     f"{args.steps} steps: {1e3 * total / args.steps:.2f} ms/step, input wait "
     f"{100 * waited / total:.2f}% of step time"
   )
@@ -129,7 +143,12 @@ def cpu(args: argparse.Namespace) -> None:
 
   dataset, _ = _dataset(args.case, args.data_dir)
   streamed = jdata.StreamedBatches(
-    dataset, args.batch_size, seed=0, num_workers=args.workers, prefetch=args.prefetch
+    dataset,
+    args.batch_size,
+    seed=0,
+    num_workers=args.workers,
+    prefetch=args.prefetch,
+    normalise=args.host_normalise,
   )
   batches = jdata.prefetch_to_device(streamed, size=args.prefetch)
   for _ in range(args.warmup):
@@ -198,6 +217,11 @@ def main() -> None:
     w.add_argument("--steps", type=int, default=600)
     w.add_argument("--warmup", type=int, default=20)
     w.add_argument("--data-dir", default="/tmp/jaxprune-bench-tfds")
+    w.add_argument(
+      "--host-normalise",
+      action="store_true",
+      help="hand float32 batches to the step (default: uint8, normalised in the step)",
+    )
   m = sub.add_parser("memory")
   m.add_argument("--workers", type=int, default=2)
   m.add_argument("--batches", type=int, default=40)

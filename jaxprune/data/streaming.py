@@ -177,6 +177,9 @@ class StreamedBatches:
     prefetch: groups of batches each worker (or the reader thread) keeps ready.
     group_bytes: workers produce groups of consecutive batches of about this many bytes
       (at least one batch), handed over as uint8 and normalised in this process.
+    normalise: yield float32 images normalised like ``dataset[indices]``; False yields the
+      uint8 images (after augmentation), e.g. to normalise on the device
+      (`jaxprune.train.input_pipeline.normalise`).
     shuffle: permute the examples every epoch.
     process_index: this process; defaults to `jax.process_index()`.
     process_count: number of processes; defaults to `jax.process_count()`.
@@ -206,6 +209,7 @@ class StreamedBatches:
     process_index: int | None = None,
     process_count: int | None = None,
     group_bytes: int = GROUP_BYTES,
+    normalise: bool = True,
   ):
     if num_workers < 0 or prefetch < 1:
       raise ValueError(
@@ -226,6 +230,7 @@ class StreamedBatches:
     )
     self.num_workers = num_workers
     self.prefetch = prefetch
+    self.normalise = bool(normalise)
     batch_bytes = self.batches.rows * int(np.prod(dataset.image_shape))  # uint8 images
     self.group_size = max(1, int(group_bytes) // batch_bytes)
     self._next = 0
@@ -260,7 +265,9 @@ class StreamedBatches:
     if self._group is None or self._in_group == self.group_size:
       self._group, self._in_group = next(self._iterator), 0
     i, self._in_group = self._in_group, self._in_group + 1
-    batch = self.batches.normalise({key: v[i] for key, v in self._group.items()})
+    batch = {key: v[i] for key, v in self._group.items()}
+    if self.normalise:
+      batch = self.batches.normalise(batch)
     self._next += 1
     return batch
 

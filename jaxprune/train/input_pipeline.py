@@ -163,10 +163,25 @@ def device_arrays(dataset: jdata.Dataset, sharding: Any = None) -> dict[str, jax
   }
 
 
+def normalise(batch: dict[str, jax.Array], spec: Any) -> dict[str, jax.Array]:
+  """A batch of uint8 images normalised like ``Dataset.__getitem__``, on the device.
+
+  Jittable: ``pixel * (1 / (max_value * std)) - mean / std`` in float32, the operations of
+  `jaxprune.data.augment.Preprocess.normalise` in the same order.
+
+  Args:
+    batch: ``{"image": uint8 [b, H, W, C], "label": int32 [b]}``.
+    spec: the dataset's `jaxprune.data.specs.DatasetSpec` (``dataset.spec``).
+
+  Returns:
+    The batch with ``"image"`` float32.
+  """
+  scale, shift = spec.normalisation()
+  return {**batch, "image": batch["image"].astype(jnp.float32) * scale - shift}
+
+
 def gather(data: dict[str, jax.Array], index: jax.Array, spec: Any) -> dict[str, jax.Array]:
   """The batch at ``index`` from `device_arrays`, normalised like ``Dataset.__getitem__``.
-
-  Jittable: ``(pixel * (1 / (max_value * std))) - mean / std`` in float32.
 
   Args:
     data: from `device_arrays`.
@@ -176,9 +191,7 @@ def gather(data: dict[str, jax.Array], index: jax.Array, spec: Any) -> dict[str,
   Returns:
     ``{"image": float32 [b, H, W, C], "label": int32 [b]}``.
   """
-  scale, shift = spec.normalisation()
-  images = data["image"][index].astype(jnp.float32) * scale - shift
-  return {"image": images, "label": data["label"][index]}
+  return normalise({"image": data["image"][index], "label": data["label"][index]}, spec)
 
 
 class _GlobalBatches:
@@ -215,7 +228,8 @@ class TrainFeed:
   sharded over the batch axis; `jit_step` gathers the batch inside the step. Otherwise
   each process reads its rows of every batch through grain
   (`jaxprune.data.StreamedBatches`: ``num_workers`` processes read, decode and augment)
-  and a prefetch thread puts them on the devices. Either way the order is that of a
+  and a prefetch thread puts them on the devices as uint8 (a quarter of the bytes of
+  float32), which `jit_step` normalises inside the step. Either way the order is that of a
   `jaxprune.data.BatchIterator` over the split, and `get_state` is its position.
 
   Args:
@@ -260,7 +274,12 @@ class TrainFeed:
     else:
       self._source = dataset
       streamed = jdata.StreamedBatches(
-        dataset, batch_size, seed=seed, num_workers=num_workers, prefetch=prefetch
+        dataset,
+        batch_size,
+        seed=seed,
+        num_workers=num_workers,
+        prefetch=prefetch,
+        normalise=False,  # uint8 to the devices (a quarter of the bytes); `jit_step` normalises
       )
       if position is not None:
         streamed.set_state(position)
@@ -287,7 +306,13 @@ class TrainFeed:
 
   def batch_shapes(self) -> dict[str, jax.ShapeDtypeStruct]:
     """Shapes and dtypes of the batches this feed yields (global batch size, x64 off)."""
-    rows = self._source[np.arange(1)]
+    if self.on_device:
+      rows = self._source[np.arange(1)]
+    else:  # uint8 images, normalised inside the step
+      rows = {
+        "image": np.zeros((1, *self.spec.image_shape), np.uint8),
+        "label": np.zeros(1, np.int32),
+      }
     return {
       k: jax.ShapeDtypeStruct(
         (self._batch_size, *np.shape(v)[1:]), jax.dtypes.canonicalize_dtype(np.asarray(v).dtype)
@@ -313,15 +338,16 @@ class TrainFeed:
         training loop never pauses to compile mid-run and compile errors surface before
         training starts.
     """
+    spec = self.spec
     if not self.on_device:
       fn = jax.jit(
-        step_fn,
+        lambda state, batch: step_fn(state, normalise(batch, spec)),
         in_shardings=(state_shardings, self._batch_sharding),
         out_shardings=out_shardings,
         donate_argnums=0,
       )
       return fn if state is None else fn.lower(state, self.batch_shapes()).compile()
-    spec, replicated = self.spec, jax.tree.leaves(self.data)[0].sharding
+    replicated = jax.tree.leaves(self.data)[0].sharding
     on_data = jax.jit(
       lambda state, data, batch: step_fn(state, gather(data, batch["index"], spec)),
       in_shardings=(state_shardings, replicated, self._batch_sharding),

@@ -235,8 +235,11 @@ def test_device_resident_and_host_batches_visit_the_same_examples():
       index = next(on_device)["index"]
       gathered = input_pipeline.gather(on_device.data, index, train.spec)
       batch = next(host)
-      np.testing.assert_allclose(gathered["image"], batch["image"], rtol=1e-6, atol=1e-6)
+      assert batch["image"].dtype == np.uint8  # normalised inside the step, like `gather`
+      normalised = input_pipeline.normalise(batch, train.spec)
+      np.testing.assert_array_equal(gathered["image"], normalised["image"])
       np.testing.assert_array_equal(gathered["label"], batch["label"])
+      np.testing.assert_allclose(normalised["image"], train[index]["image"], rtol=1e-6, atol=1e-6)
     assert on_device.get_state() == host.get_state() == {"epoch": 1, "index": 160}
     for feed, got in ((on_device, {"index": index}), (host, batch)):
       shapes = {k: (v.shape, v.dtype) for k, v in feed.batch_shapes().items()}
