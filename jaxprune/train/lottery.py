@@ -227,14 +227,28 @@ def _check(config: ml_collections.ConfigDict) -> None:
       "the remaining weights removed per round; expected 0 < rate < 1 and 0 <= output_rate "
       "< 1, e.g. --config.lottery.rate=0.2 --config.lottery.output_rate=0.1."
     )
-  for name in CONTROLS:
-    control_rounds(lot, name)
   unknown = [c for c in _controls(lot) if c not in CONTROLS]
   if unknown:
     raise ValueError(
       f"Unknown config.lottery.controls {unknown}; expected a comma-separated subset of "
       f"{CONTROLS}, e.g. --config.lottery.controls=reinit,random (or '' for none)."
     )
+  for name in CONTROLS:
+    rounds = control_rounds(lot, name)
+    if rounds is None:
+      continue
+    if name not in _controls(lot):  # the setting would be ignored
+      raise ValueError(
+        f"config.lottery.{name}_rounds={lot.get(f'{name}_rounds')!r} but the {name!r} "
+        f"control is not run (config.lottery.controls={lot.controls!r}); add it, e.g. "
+        f"--config.lottery.controls=reinit,random, or set --config.lottery.{name}_rounds=''."
+      )
+    if max(rounds) > int(lot.rounds):
+      raise ValueError(
+        f"config.lottery.{name}_rounds={lot.get(f'{name}_rounds')!r} names rounds after the "
+        f"last one (config.lottery.rounds={lot.rounds}); expected rounds in 1..{lot.rounds}, "
+        f"e.g. --config.lottery.{name}_rounds={lot.rounds}."
+      )
 
 
 def _controls(lot: ml_collections.ConfigDict) -> list[str]:

@@ -162,6 +162,20 @@ def test_control_rounds_must_be_rounds_after_the_dense_one(tmp_path, spec):
   assert not (tmp_path / "round_0").exists()
 
 
+@pytest.mark.parametrize(
+  ("changes", "match"),
+  [
+    ({"lottery.random_rounds": "2", "lottery.controls": "reinit"}, "'random' control is not run"),
+    ({"lottery.reinit_rounds": "1,3", "lottery.controls": "reinit"}, "rounds after the last one"),
+  ],
+)
+def test_control_rounds_that_would_be_ignored_are_errors(tmp_path, changes, match):
+  config = load_config("lottery", {**TINY, **changes})
+  with pytest.raises(ValueError, match=match):
+    lottery.run(config, tmp_path)
+  assert not (tmp_path / "round_0").exists()
+
+
 def test_exported_masks_start_any_run(tickets, tmp_path):
   _, workdir, _ = tickets
   path = workdir / "round_2" / "masks.npz"
