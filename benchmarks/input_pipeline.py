@@ -76,11 +76,25 @@ def _dataset(case: str, data_dir: str) -> tuple[Dataset, str]:
   return Dataset(SPECS["cifar10"], "train", ArrayReader(images, labels), "cifar"), "resnet20"
 
 
+def _streamed(dataset: Dataset, args: argparse.Namespace):
+  """The trainer's host path: `StreamedBatches` through `prefetch_to_device`."""
+  import jaxprune.data as jdata
+
+  streamed = jdata.StreamedBatches(
+    dataset,
+    args.batch_size,
+    seed=0,
+    num_workers=args.workers,
+    prefetch=args.prefetch,
+    normalise=args.host_normalise,
+  )
+  return streamed, jdata.prefetch_to_device(streamed, size=args.prefetch)
+
+
 def wait(args: argparse.Namespace) -> None:
   import jax
   import optax
 
-  import jaxprune.data as jdata
   from jaxprune.train import models
   from jaxprune.train.input_pipeline import normalise
   from jaxprune.train.state import create_train_state
@@ -95,15 +109,7 @@ def wait(args: argparse.Namespace) -> None:
     step = jax.jit(
       lambda state, batch: train_step(state, normalise(batch, dataset.spec)), donate_argnums=0
     )
-  streamed = jdata.StreamedBatches(
-    dataset,
-    args.batch_size,
-    seed=0,
-    num_workers=args.workers,
-    prefetch=args.prefetch,
-    normalise=args.host_normalise,
-  )
-  batches = jdata.prefetch_to_device(streamed, size=args.prefetch)
+  streamed, batches = _streamed(dataset, args)
   for _ in range(args.warmup):  # compile, start the workers, fill the buffers
     state, metrics = step(state, next(batches))
   jax.block_until_ready(state)
@@ -139,18 +145,8 @@ def _cpu_seconds(processes: list) -> float:
 def cpu(args: argparse.Namespace) -> None:
   import psutil
 
-  import jaxprune.data as jdata
-
   dataset, _ = _dataset(args.case, args.data_dir)
-  streamed = jdata.StreamedBatches(
-    dataset,
-    args.batch_size,
-    seed=0,
-    num_workers=args.workers,
-    prefetch=args.prefetch,
-    normalise=args.host_normalise,
-  )
-  batches = jdata.prefetch_to_device(streamed, size=args.prefetch)
+  streamed, batches = _streamed(dataset, args)
   for _ in range(args.warmup):
     next(batches)
   me = psutil.Process()

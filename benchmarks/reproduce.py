@@ -37,6 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from jaxprune.train.files import atomic_open
+from jaxprune.train.loop import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 BEGIN, END = "<!-- reproduction:begin -->", "<!-- reproduction:end -->"
@@ -365,7 +368,8 @@ def write_section(text: str, path: Path = RESULTS) -> None:
     current = head + block + rest.split(END, 1)[1]
   else:
     current = current.rstrip() + "\n\n## Reproduction table (`benchmarks/reproduce.py`)\n\n" + block
-  path.write_text(current + ("" if current.endswith("\n") else "\n"))
+  with atomic_open(path) as f:  # a crash never leaves RESULTS.md cut short
+    f.write(current + ("" if current.endswith("\n") else "\n"))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -392,6 +396,11 @@ def main(argv: Sequence[str] | None = None) -> None:
   unknown = wanted - {r.name for r in ROWS}
   if unknown:
     parser.error(f"unknown rows {sorted(unknown)}; the rows are {[r.name for r in ROWS]}")
+  if args.dynamic_results is not None and not args.dynamic_results.is_file():
+    parser.error(
+      f"--dynamic-results {args.dynamic_results} is not a file (dynamic_mnist.py's "
+      "results.json, e.g. --dynamic-results /tmp/dynamic_mnist/results.json)"
+    )
   seeds = [int(s) for s in args.seeds.split(",")]
   results = {}
   for row in ROWS:
@@ -422,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   if args.dry_run:
     return
   args.out.mkdir(parents=True, exist_ok=True)
-  (args.out / "reproduction.json").write_text(json.dumps(results, indent=2, default=str))
+  write_json(args.out / "reproduction.json", results)
   if args.write:
     timings = json.loads(args.timings.read_text()) if args.timings else {}
     write_section(table(results, args.out, seeds, timings))

@@ -117,6 +117,19 @@ def mock_cifar10(num_examples: int) -> Iterator[str]:
       mocking._getitems = original
 
 
+def _run_overrides(pruning: bool, steps: int) -> dict:
+  """What both cases set: batch, length, evaluation only at the end, no files, pruning."""
+  return {
+    "train.batch_size": _BATCH.value,
+    "train.num_steps": steps,
+    "train.eval_every_epochs": 1e6,  # Only at the end.
+    "checkpoint.enabled": False,
+    "report.plots": False,
+    "report.progress": False,
+    "pruning.enabled": pruning,
+  }
+
+
 def _resnet20_config(pruning: bool, steps: int, data_dir: str):
   """configs/cifar10_resnet20.py for ``steps`` steps on mock data, mask updates in steps."""
   return load_config(
@@ -124,13 +137,7 @@ def _resnet20_config(pruning: bool, steps: int, data_dir: str):
     {
       "data.data_dir": data_dir,
       "data.num_workers": 0,  # in-process augmentation: worker processes would not see the mock
-      "train.batch_size": _BATCH.value,
-      "train.num_steps": steps,
-      "train.eval_every_epochs": 1e6,  # Only at the end.
-      "checkpoint.enabled": False,
-      "report.plots": False,
-      "report.progress": False,
-      "pruning.enabled": pruning,
+      **_run_overrides(pruning, steps),
       "pruning.schedule.unit": "steps",
       "pruning.schedule.begin": RESNET20_FIRST_UPDATE,
       "pruning.schedule.end": RESNET20_FIRST_UPDATE + 70 * RESNET20_UPDATE_EVERY,  # 70 epochs
@@ -146,13 +153,7 @@ def _config(pruning: bool, steps: int, data_dir: str = ""):
     "default",
     {
       "data.name": _DATASET.value,
-      "train.batch_size": _BATCH.value,
-      "train.num_steps": steps,
-      "train.eval_every_epochs": 1e6,  # Only at the end.
-      "checkpoint.enabled": False,
-      "report.plots": False,
-      "report.progress": False,
-      "pruning.enabled": pruning,
+      **_run_overrides(pruning, steps),
     },
   )
 

@@ -119,8 +119,7 @@ class HostBatches(grain.MapDataset):
   def __getitem__(self, k: Any) -> Any:
     if isinstance(k, slice):
       return self.slice(k)
-    batch = self.augmented(int(k))
-    return {"image": self._preprocess.normalise(batch["image"]), "label": batch["label"]}
+    return self.normalise(self.augmented(int(k)))
 
   def augmented(self, k: int) -> Batch:
     """Element ``k`` before normalisation: uint8 ``"image"`` and int32 ``"label"``."""

@@ -324,7 +324,7 @@ def run(
   workdir = Path(workdir)
   lot = config.lottery
   rewind_step = int(lot.rewind_step)
-  controls = _controls(lot)
+  controls = {name: control_rounds(lot, name) for name in _controls(lot)}
   rewind = workdir / "rewind.npz"
 
   def say(text: str) -> None:
@@ -366,8 +366,7 @@ def run(
     row = {"round": r, **_mask_stats(masks, paths)}
     row["ticket"] = _entry(rdir, _train(cfg, rdir))
     say(_line(r, "ticket", row))
-    for name in controls if r > 0 else []:
-      only = control_rounds(lot, name)
+    for name, only in controls.items() if r > 0 else ():
       if only is not None and r not in only:
         continue
       cdir = workdir / "controls" / name / f"round_{r}"
