@@ -27,7 +27,7 @@ import statistics
 import sys
 from pathlib import Path
 
-_PLATFORMS = {"cpu": "cpu", "gpu": "cuda,rocm", "tpu": "tpu"}  # JAX_PLATFORMS per --backend
+_PLATFORMS = {"cpu": "cpu", "gpu": "", "tpu": "tpu"}  # JAX_PLATFORMS per --backend
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,7 +52,8 @@ def _select_backend(backend: str):
   if backend != "auto":
     if "jax" in sys.modules:
       raise SystemExit("core.py must choose the backend before jax is imported.")
-    os.environ["JAX_PLATFORMS"] = _PLATFORMS[backend]
+    if _PLATFORMS[backend]:  # gpu: JAX takes whichever GPU plugin is installed
+      os.environ["JAX_PLATFORMS"] = _PLATFORMS[backend]
   import jax
 
   try:

@@ -88,7 +88,8 @@ def _streamed(dataset: Dataset, args: argparse.Namespace):
     prefetch=args.prefetch,
     normalise=args.host_normalise,
   )
-  return streamed, jdata.prefetch_to_device(streamed, size=args.prefetch)
+  chunk = streamed.group_size if args.chunk is None else args.chunk  # the trainer's: a group
+  return streamed, jdata.prefetch_to_device(streamed, size=args.prefetch, chunk=chunk)
 
 
 def wait(args: argparse.Namespace) -> None:
@@ -126,6 +127,7 @@ def wait(args: argparse.Namespace) -> None:
   print(
     f"{args.case}: {model_name}, batch {args.batch_size}, {args.workers} grain workers, "
     f"normalised on the {'host' if args.host_normalise else 'device'}, "
+    f"handed over {streamed.group_size if args.chunk is None else args.chunk} at a time, "
     f"{args.steps} steps: {1e3 * total / args.steps:.2f} ms/step, input wait "
     f"{100 * waited / total:.2f}% of step time"
   )
@@ -213,6 +215,13 @@ def main() -> None:
     w.add_argument("--steps", type=int, default=600)
     w.add_argument("--warmup", type=int, default=20)
     w.add_argument("--data-dir", default="/tmp/jaxprune-bench-tfds")
+    w.add_argument(
+      "--chunk",
+      type=int,
+      default=None,
+      help="batches the prefetch thread hands over at once (default: a worker group, as "
+      "the trainer does; 1: one hand-over per batch)",
+    )
     w.add_argument(
       "--host-normalise",
       action="store_true",

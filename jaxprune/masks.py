@@ -18,9 +18,12 @@ in benchmarks/RESULTS.md:
   block instead of a cumulative sum over the leaf, run unconditionally (no ``lax.cond``);
 * CPU only: the column count of the ``15 x c`` counting view (``c`` = 2 mod 4, see
   `_columns`; elsewhere ``c = n // 15``), and the 16 interleaved int16 partial sums of
-  `_tie_cut` (elsewhere a plain int32 sum per block).
+  `_tie_cut` (elsewhere a plain int32 sum per block);
+* GPU only: the k-th key comes from `_select_radix`, a fixed number of counting passes,
+  instead of the search loop, because XLA:GPU copies a ``while_loop``'s condition to the
+  host and waits for it after every iteration.
 
-Both layouts give identical results; tests run the non-CPU ones on CPU too.
+All give identical results; tests run every backend's variant on CPU too.
 """
 
 from __future__ import annotations
@@ -131,6 +134,8 @@ def _select(keys: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array, jax.Ar
   if n <= SORT_LIMIT:
     t = jnp.sort(keys)[n - k]
     return (t, *_count_pair(keys, t))
+  if jax.default_backend() == "gpu":
+    return _select_radix(keys, k)
   stride = max(n // _sample_size(n), 1)
   sample = jnp.sort(keys[::stride])
   m = sample.shape[0]
@@ -173,6 +178,40 @@ def _select(keys: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array, jax.Ar
   return lo, at_least, above
 
 
+_RADIX_BITS = 4  # bits of the answer fixed per pass by `_select_radix`
+
+
+def _select_radix(keys: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """`_select` in a fixed number of passes, with no loop whose trip count depends on data.
+
+  Each pass fixes the next `_RADIX_BITS` bits of the answer, most significant first: it
+  counts the keys at or above each of the ``2**bits - 1`` thresholds that split the current
+  bucket, and the answer's digit is the number of thresholds that still keep ``>= k``
+  (counts fall as the threshold grows). 32 bits take ``ceil(32 / bits)`` passes. Used on
+  GPUs, where XLA runs a ``while_loop`` by copying its condition to the host and blocking
+  on it after every iteration: the ~14 iterations of the sample-and-bracket search made
+  a RigL update cost 14x a dense step on an H200 (benchmarks/RESULTS.md). Eight passes
+  with 15 thresholds each read the keys eight times and never wait for the host.
+  """
+  n = keys.shape[0]
+  widths = [_RADIX_BITS] * (32 // _RADIX_BITS)
+  if 32 % _RADIX_BITS:
+    widths.insert(0, 32 % _RADIX_BITS)
+  base = jnp.uint32(0)  # the answer's bits fixed so far (lower bits zero)
+  at_lo, above = jnp.int32(n), jnp.int32(0)  # count(>= base), count(>= top of the bucket)
+  shift = 32
+  for w in widths:
+    shift -= w
+    # base has zeros below shift + w, so no threshold wraps past 2**32 - 1.
+    ts = base + (jnp.arange(1, 1 << w, dtype=jnp.uint32) << shift)
+    counts = jnp.sum(keys[:, None] >= ts, axis=0, dtype=jnp.int32)  # one fused pass
+    digit = jnp.sum(counts >= k, dtype=jnp.int32)
+    bounds = jnp.concatenate([at_lo[None], counts, above[None]])
+    at_lo, above = bounds[digit], bounds[digit + 1]
+    base = base + (digit.astype(jnp.uint32) << shift)
+  return base, at_lo, above
+
+
 def kth_largest_key(keys: jax.Array, k: jax.Array | int) -> jax.Array:
   """Returns the k-th largest value of a flat uint32 array, for 1 ≤ k ≤ n (traceable k).
 
@@ -209,13 +248,13 @@ def _tie_cut(keys: jax.Array, t: jax.Array, room: jax.Array) -> jax.Array:
   if main < n:
     per_block = jnp.append(per_block, jnp.sum(keys[main:] == t, dtype=jnp.int32))
   running = jnp.cumsum(per_block)
-  b = jnp.minimum(jnp.searchsorted(running, room), per_block.shape[0] - 1)
+  b = jnp.minimum(jnp.sum(running < room, dtype=jnp.int32), per_block.shape[0] - 1)
   need = room - jnp.where(b > 0, running[b - 1], 0)
   start = b * size
   first = jnp.minimum(start, n - size)  # the last block is read as the final `size` entries
   col = first + jnp.arange(size, dtype=jnp.int32)
   hits = (jax.lax.dynamic_slice(keys, (first,), (size,)) == t) & (col >= start)
-  j = jnp.searchsorted(jnp.cumsum(hits, dtype=jnp.int32), need)  # the need-th tie of the block
+  j = jnp.sum(jnp.cumsum(hits, dtype=jnp.int32) < need, dtype=jnp.int32)  # the need-th tie
   return jnp.where(room > 0, first + j + 1, 0).astype(jnp.int32)
 
 

@@ -59,9 +59,10 @@ def _reference_topk(x, k):
   return expected
 
 
-@pytest.fixture(params=["cpu", "gpu"])
+@pytest.fixture(params=["cpu", "gpu", "tpu"])
 def layout(request, monkeypatch):
-  """Traces the mask makers with the layouts chosen for this backend (all run on CPU)."""
+  """Traces the mask makers as for this backend (all run on CPU): the CPU layout, the GPU's
+  fixed-pass search, and the bracket search with the plain layout (TPU)."""
   if request.param != jax.default_backend():
     monkeypatch.setattr(jax, "default_backend", lambda: request.param)
   return request.param
@@ -110,7 +111,7 @@ def test_misleading_sample_falls_back_to_the_full_range():
     np.testing.assert_array_equal(np.asarray(got), _reference_topk(x, k))
 
 
-def test_kth_largest_key_over_the_whole_uint32_range():
+def test_kth_largest_key_over_the_whole_uint32_range(layout):
   rng = np.random.default_rng(1)
   keys = rng.integers(0, 2**32, 50_000, dtype=np.uint32)
   keys[:100] = 2**32 - 1

@@ -229,7 +229,9 @@ class TrainFeed:
   each process reads its rows of every batch through grain
   (`jaxprune.data.StreamedBatches`: ``num_workers`` processes read, decode and augment)
   and a prefetch thread puts them on the devices as uint8 (a quarter of the bytes of
-  float32), which `jit_step` normalises inside the step. Either way the order is that of a
+  float32), which `jit_step` normalises inside the step. It hands them to the loop in the
+  groups the workers produce (about 2 MiB), so a fast step does not wait on a thread
+  hand-over per batch. Either way the order is that of a
   `jaxprune.data.BatchIterator` over the split, and `get_state` is its position.
 
   Args:
@@ -285,7 +287,9 @@ class TrainFeed:
         streamed.set_state(position)
       self.data = None
       batches = _GlobalBatches(streamed, batch_sharding, batch_size)
-      self._iterator = jdata.prefetch_to_device(batches, size=prefetch, sharding=batch_sharding)
+      self._iterator = jdata.prefetch_to_device(
+        batches, size=prefetch, sharding=batch_sharding, chunk=streamed.group_size
+      )
       self._streamed = streamed
 
   def __iter__(self) -> TrainFeed:
