@@ -4,14 +4,14 @@
 #   ./run.sh test  [pytest args]                    lint, format check, tests, doctests
 # train uses the accelerator JAX finds (GPU, TPU; else the CPU) and says which. The lock
 # pins the CPU jaxlib; for a GPU or TPU add its extra: JAXPRUNE_EXTRAS=cuda12 ./run.sh train
-# (or tpu). Tests always run on the CPU (simulated devices).
+# (or cuda13, tpu). Tests always run on the CPU (simulated devices).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 VENV="${JAXPRUNE_VENV:-.venv}"
 EXTRAS="${JAXPRUNE_EXTRAS:-}"
 case "$EXTRAS" in
-  "" | cuda12 | tpu) ;;
-  *) echo "JAXPRUNE_EXTRAS=$EXTRAS is not an extra of jaxprune; expected cuda12 or tpu" >&2; exit 2 ;;
+  "" | cuda12 | cuda13 | tpu) ;;
+  *) echo "JAXPRUNE_EXTRAS=$EXTRAS is not an extra of jaxprune; expected cuda12, cuda13 or tpu" >&2; exit 2 ;;
 esac
 
 setup() {
