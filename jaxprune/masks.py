@@ -189,7 +189,7 @@ def _select_radix(keys: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array, 
   bucket, and the answer's digit is the number of thresholds that still keep ``>= k``
   (counts fall as the threshold grows). 32 bits take ``ceil(32 / bits)`` passes. Used on
   GPUs, where XLA runs a ``while_loop`` by copying its condition to the host and blocking
-  on it after every iteration: the ~14 iterations of the sample-and-bracket search made
+  on it after every iteration: the ~10 iterations of the sample-and-bracket search made
   a RigL update cost 14x a dense step on an H200 (benchmarks/RESULTS.md). Eight passes
   with 15 thresholds each read the keys eight times and never wait for the host.
   """
