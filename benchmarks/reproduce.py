@@ -582,6 +582,12 @@ def table(
     "Hyperparameters that are not the paper's were chosen on the validation split (6,000 of "
     "the 60,000 training images), seed 0. Plot: `benchmarks/reproduction.png`."
   )
+  if any(res and "neurons_mean" in res for res in results.values()):
+    lines[-1] += (
+      " Neurons left (L0): the inputs of each Dense layer (pixels, then hidden units) whose "
+      "test-time gate clip(σ(log α)(ζ − γ) + γ, 0, 1) is nonzero, mean ± sd over the seeds; "
+      "compression counts the kernels with those gates folded in."
+    )
   for row in ROWS:
     if row.name in results and results[row.name] and "lottery" in results[row.name]:
       lines += [

@@ -153,6 +153,7 @@ def test_the_l0_row_reports_neurons_left_per_layer_beside_the_papers():
   assert "| 1.40% / 219-214-100 neurons |" in line
   assert "| 1.50 ± 0.14% at 9.5×; neurons left 222 ± 2.8 – 212 ± 2.8 – 99 ± 1.4 (of " in line
   assert "- `louizos2018_lenet300`: `python -m jaxprune.train --config configs/l0.py" in text
+  assert "Neurons left (L0): the inputs of each Dense layer" in text
 
 
 def test_rows_not_rerun_keep_their_results_in_reproduction_json(tmp_path):
