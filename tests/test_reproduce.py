@@ -150,7 +150,7 @@ def test_the_l0_row_reports_neurons_left_per_layer_beside_the_papers():
   assert agg["architectures"] == ["220-210-100", "224-214-98"]
   text = reproduce.table({row.name: {"chosen": {}, "grid": {}, **agg}}, Path("runs/r"), [0, 1])
   line = next(ln for ln in text.splitlines() if ln.startswith("| Louizos et al. 2018 (L0)"))
-  assert "| 1.40% / 219-214-100 neurons |" in line
+  assert "| 1.40% / 219-214-100 neurons (3.0× implied) |" in line
   assert "| 1.50 ± 0.14% at 9.5×; neurons left 222 ± 2.8 – 212 ± 2.8 – 99 ± 1.4 (of " in line
   assert "- `louizos2018_lenet300`: `python -m jaxprune.train --config configs/l0.py" in text
   assert "Neurons left (L0): the inputs of each Dense layer" in text
