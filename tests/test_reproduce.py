@@ -127,3 +127,42 @@ def test_a_cited_row_reads_the_other_benchmarks_percentages(tmp_path):
   assert got["test_error_sd"] == pytest.approx(0.0014142, rel=1e-4)
   assert got["compression_mean"] == pytest.approx(50.0)
   assert reproduce.cited(row, tmp_path / "missing.json") is None
+
+
+def test_the_l0_row_reports_neurons_left_per_layer_beside_the_papers():
+  row = next(r for r in reproduce.ROWS if r.name == "louizos2018_lenet300")
+  assert row.config == "l0" and row.paper_neurons == "219-214-100"
+  runs = [
+    {
+      "test_error": e,
+      "validation_error": 0.015,
+      "compression": 9.5,
+      "neurons": {
+        f"L0Dense_{i}": {"total": t, "remaining": k}
+        for i, (t, k) in enumerate(zip((784, 300, 100), left, strict=True))
+      },
+      "architecture": "-".join(map(str, left)),
+    }
+    for e, left in ((0.014, (220, 210, 100)), (0.016, (224, 214, 98)))
+  ]
+  agg = reproduce.aggregate(row, runs)
+  assert agg["neurons_mean"] == [222.0, 212.0, 99.0] and agg["neurons_total"] == [784, 300, 100]
+  assert agg["architectures"] == ["220-210-100", "224-214-98"]
+  text = reproduce.table({row.name: {"chosen": {}, "grid": {}, **agg}}, Path("runs/r"), [0, 1])
+  line = next(ln for ln in text.splitlines() if ln.startswith("| Louizos et al. 2018 (L0)"))
+  assert "| 1.40% / 219-214-100 neurons (3.0× implied) |" in line
+  assert "| 1.50 ± 0.14% at 9.5×; neurons left 222 ± 2.8 – 212 ± 2.8 – 99 ± 1.4 (of " in line
+  assert "- `louizos2018_lenet300`: `python -m jaxprune.train --config configs/l0.py" in text
+  assert "Neurons left (L0): the inputs of each Dense layer" in text
+
+
+def test_rows_not_rerun_keep_their_results_in_reproduction_json(tmp_path):
+  old = {"han2015_lenet300": {"test_error_mean": 0.0174}, "evci2020_rigl_lenet300": None}
+  (tmp_path / "reproduction.json").write_text(json.dumps(old))
+  row = next(r for r in reproduce.ROWS if r.cited is not None)
+  results = tmp_path / "results.json"
+  results.write_text(json.dumps({row.cited[1]: {"lr": 0.003, "test_errors": [2.8], "kept": 0.02}}))
+  _main("--rows", row.name, "--out", str(tmp_path), "--dynamic-results", str(results))
+  merged = json.loads((tmp_path / "reproduction.json").read_text())
+  assert merged["han2015_lenet300"] == {"test_error_mean": 0.0174}  # kept
+  assert merged[row.name]["test_error_mean"] == pytest.approx(0.028)  # replaced

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 import jaxprune
-from jaxprune.bayes.l0 import GATE
+from jaxprune.bayes import _paths
+from jaxprune.bayes.l0 import GATE, deterministic_gates, gate_open, kernel_gates
 from jaxprune.bayes.variational import LOG_SIGMA2
 from jaxprune.data import eval_batches
 from jaxprune.masked import DenseMask, MaskedState, PackedMask
@@ -118,11 +119,57 @@ def to_host(tree: PyTree) -> PyTree:
 
 
 def _deployed(params: Any) -> Any:
-  """``params`` without the leaves only training uses: the log σ² of variational layers and
-  the gate log α of L0 layers (the trained network is their kernels, masked)."""
+  """``params`` as deployed: without the log σ² of variational layers (their network is the
+  masked kernels), and with each L0 layer's test-time gates folded into its kernel (gated
+  inputs times the kernel = inputs times the gated kernel), its gate log α dropped."""
   if isinstance(params, Mapping):
-    return {k: _deployed(v) for k, v in params.items() if k not in (LOG_SIGMA2, GATE)}
+    out = {k: _deployed(v) for k, v in params.items() if k not in (LOG_SIGMA2, GATE)}
+    if GATE in params and "kernel" in out:
+      kernel = out["kernel"]
+      z = kernel_gates(kernel.shape, deterministic_gates(params[GATE]))
+      out["kernel"] = (kernel * z).astype(kernel.dtype)
+    return out
   return params
+
+
+def neurons(params: PyTree) -> dict[str, dict[str, int]]:
+  """Input neurons (or input channels) left by each L0 layer with per-input gates.
+
+  A neuron is left when its test-time gate clip(σ(log α)(ζ − γ) + γ, 0, 1) is nonzero
+  (`jaxprune.bayes.gate_open`); a closed gate feeds an exact zero to the layer. Layers with
+  per-weight gates, and every other layer, are not listed.
+
+  Args:
+    params: params pytree (host or device arrays).
+
+  Returns:
+    ``{layer path: {"total": n_in, "remaining": open gates}}`` in parameter order.
+
+  Example:
+    >>> import numpy as np
+    >>> params = {"Dense_0": {"kernel": np.ones((3, 2)),
+    ...                       "gate_log_alpha": np.array([-5.0, 0.0, 2.0])}}
+    >>> neurons(params)
+    {'Dense_0': {'total': 3, 'remaining': 2}}
+  """
+  out = {}
+  for path, kernel, la in _paths.pairs(params, GATE):
+    if la.ndim != 1 or tuple(la.shape) == tuple(kernel.shape):
+      continue  # per-weight gates
+    layer = path.rsplit("/", 1)[0] if "/" in path else path
+    out[layer] = {"total": int(la.shape[0]), "remaining": int(jnp.sum(gate_open(la)))}
+  return out
+
+
+def architecture(counts: dict[str, dict[str, int]]) -> str:
+  """``"219-214-100"``: the neurons left per gated layer, in order (``""`` without gates).
+
+  Example:
+    >>> architecture({"Dense_0": {"total": 784, "remaining": 219},
+    ...               "Dense_1": {"total": 300, "remaining": 214}})
+    '219-214'
+  """
+  return "-".join(str(c["remaining"]) for c in counts.values())
 
 
 def summarize(
@@ -145,8 +192,10 @@ def summarize(
     ``layers`` (per-leaf shape, size, nonzero, sparsity); ``params_total``,
     ``params_remaining``, ``compression`` (the training-only log σ² and gate leaves of
     `jaxprune.bayes` layers are left out of these); ``flops_dense``, ``flops_remaining``,
-    ``speedup`` (multiply-accumulates per example, see `models.flops_per_example`) and
-    ``flops_layers``.
+    ``speedup`` (multiply-accumulates per example, see `models.flops_per_example`),
+    ``flops_layers``; ``neurons`` (`neurons`: input neurons left per L0 layer with
+    per-input gates, ``{}`` without) and ``architecture`` (e.g. ``"219-214-100"``). L0
+    layers count their kernels with the test-time gates folded in.
   """
   host = to_host({"params": state.params, "stats": state.batch_stats, "opt": state.opt_state})
   table = jaxprune.sparsity_summary(_deployed(host["params"]))
@@ -156,6 +205,7 @@ def summarize(
     variables["batch_stats"] = host["stats"]
   masks = None if masks is None else jax.device_get(masks)
   flops = models.flops_per_example(model, variables, input_shape, masks=masks)
+  left = neurons(host["params"])
   return {
     "test_loss": test["loss"],
     "test_accuracy": test["accuracy"],
@@ -170,6 +220,8 @@ def summarize(
     "flops_remaining": flops["remaining"],
     "speedup": flops["speedup"],
     "flops_layers": {k: dict(v) for k, v in flops["layers"].items()},
+    "neurons": left,
+    "architecture": architecture(left),
   }
 
 

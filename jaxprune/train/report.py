@@ -157,4 +157,10 @@ def format_table(summary: dict[str, Any]) -> str:
     f"MACs per example {summary['flops_dense']:,} -> {round(summary['flops_remaining']):,} "
     f"(theoretical speedup {summary['speedup']:.2f}x)",
   ]
+  if summary.get("neurons"):
+    total = "-".join(str(c["total"]) for c in summary["neurons"].values())
+    lines.append(
+      f"neurons left (test-time L0 gates, inputs of each gated layer) "
+      f"{summary['architecture']} of {total}"
+    )
   return "\n".join(lines)

@@ -39,6 +39,9 @@ class LeNet300100(nn.Module):
       (sparse variational dropout) or ``"l0"`` for `jaxprune.bayes.L0Dense` layers with
       one gate per input neuron. Both sample noise from the ``"dropout"`` stream in
       training.
+    drop_rate_init: ``"l0"`` only: the initial drop rate of the gates of each Dense layer,
+      input layer first (Louizos et al. 2018 start at 0.2 on the pixels, 0.5 after);
+      ``()`` = 0.5 everywhere.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -51,9 +54,18 @@ class LeNet300100(nn.Module):
   num_classes: int = 10
   hidden: Sequence[int] = (300, 100)
   layer: str = "dense"
+  drop_rate_init: Sequence[float] = ()
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    rates = tuple(self.drop_rate_init) or (0.5,) * (len(self.hidden) + 1)
+    if len(rates) != len(self.hidden) + 1:
+      raise ValueError(
+        f"LeNet300100.drop_rate_init needs one rate per Dense layer ({len(self.hidden) + 1}), "
+        f"got {tuple(self.drop_rate_init)!r}; e.g. --config.model.kwargs.drop_rate_init="
+        f"'({', '.join(['0.2'] + ['0.5'] * len(self.hidden))})'."
+      )
+    rates = iter(rates)
     if self.layer == "dense":
       dense = lambda width: nn.Dense(width)
     elif self.layer == "variational":
@@ -62,7 +74,7 @@ class LeNet300100(nn.Module):
       )
     elif self.layer == "l0":
       dense = lambda width: functools.partial(
-        bayes.L0Dense(width, gate="input"), deterministic=not train
+        bayes.L0Dense(width, gate="input", drop_rate_init=next(rates)), deterministic=not train
       )
     else:
       raise ValueError(
