@@ -254,8 +254,7 @@ ROWS = (
     deviations=(
       "GraSP's own experiments are CIFAR-10/100 (VGG-19, ResNet-32) and Tiny-ImageNet, out "
       "of this offline machine's reach; the closest setting we run is SNIP's LeNet-300-100 "
-      "at 98% above, with the same recipe, so the two criteria compare directly. "
-      + SNIP_DEVIATION
+      "at 98% above, with the same recipe, so the two criteria compare directly. " + SNIP_DEVIATION
     ),
   ),
   Row(
