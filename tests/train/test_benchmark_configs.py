@@ -52,7 +52,7 @@ def test_cifar10_resnet20_config_trains_on_mock_cifar10(mock_tfds, tmp_path):
   assert config.optimizer.decay_epochs == (80.0, 120.0)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=50)
 def test_resnet56_by_name_with_the_same_recipe(mock_tfds, tmp_path):
   _, summary = _run(
     "cifar10_resnet20", "cifar10", mock_tfds, tmp_path, **{"model.name": "resnet56"}
@@ -60,7 +60,7 @@ def test_resnet56_by_name_with_the_same_recipe(mock_tfds, tmp_path):
   assert summary["params_total"] == 853_018
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=38)
 def test_cifar10_vgg16_config_prunes_with_snip_at_the_first_step(mock_tfds, tmp_path):
   _, summary = _run("cifar10_vgg16", "cifar10", mock_tfds, tmp_path)
   assert summary["model"] == "vgg16"
@@ -113,7 +113,7 @@ SMALL_RESNET50 = {"stage_sizes": (2, 1, 1, 1), "width": 16}
 SMALL_VIT_B16 = {"dropout_rate": 0.1, "dim": 96, "depth": 2, "num_heads": 12, "mlp_dim": 384}
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=65)
 def test_imagenet_resnet50_config_trains_rigl_on_mock_imagenet(mock_tfds, tmp_path):
   config, summary = _run(
     "imagenet_resnet50",
@@ -131,7 +131,7 @@ def test_imagenet_resnet50_config_trains_rigl_on_mock_imagenet(mock_tfds, tmp_pa
   assert summary["validation_examples"] == 1  # 1% of the training split
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_imagenet_vit_b16_config_trains_on_mock_imagenet(mock_tfds, tmp_path):
   _, summary = _run(
     "imagenet_vit_b16",

@@ -256,6 +256,7 @@ def _committed(ckpts):
   return sorted(int(n) for n in os.listdir(ckpts) if n.isdigit()) if ckpts.is_dir() else []
 
 
+@pytest.mark.slow(seconds=56)
 def test_a_killed_lottery_run_resumes_mid_round(tmp_path, env):
   reference, killed = tmp_path / "reference", tmp_path / "killed"
   ref = subprocess.run(_command(reference), env=env, capture_output=True, text=True)
