@@ -75,3 +75,36 @@ def mock_tfds(tmp_path, monkeypatch):
       return str(data_dir)
 
     yield prepare
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+  """Starts the longest tests first and keeps each ``xdist_group`` in one worker.
+
+  ``./run.sh test`` hands tests to its 2 workers in collection order, one at a time, so a
+  long test collected last keeps one worker busy after the other has finished. Items
+  marked ``slow(seconds=N)`` are sorted to the front, longest first; the sort is stable,
+  so all other tests keep their collected order, the same in every worker (xdist checks
+  that all workers collected the same list).
+
+  ``--dist loadgroup`` sends the tests of one ``xdist_group`` to one worker by reading the
+  group from the end of their node ids (``...::test@group``). pytest-xdist 3.8 appends it
+  by assigning ``item._nodeid``, which pytest 9 no longer reads, so every group was split
+  over the workers and each worker trained the groups' shared fixtures again. The suffix
+  is appended here when it is missing (a no-op with an xdist that adds it itself).
+  """
+
+  def seconds(item) -> float:
+    mark = item.get_closest_marker("slow")
+    return float(mark.kwargs.get("seconds", 0)) if mark is not None else 0.0
+
+  items.sort(key=lambda item: -seconds(item))
+  if getattr(config, "workerinput", None) is None or not config.getvalue("loadgroup"):
+    return
+  from _pytest.nodeid import NodeId
+
+  for item in items:
+    marks = item.iter_markers("xdist_group")
+    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in marks})
+    if groups and item.nodeid.rfind("@") <= item.nodeid.rfind("]"):
+      item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(groups)}")

@@ -166,7 +166,7 @@ def test_deep_dive(tmp_path, monkeypatch):
   assert "params identical to the uninterrupted run: True" in text
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=36)
 def test_mnist_pruning(tmp_path, monkeypatch):
   text, images = execute("mnist_pruning.ipynb", tmp_path, monkeypatch)
   runs = re.findall(

@@ -106,11 +106,16 @@ def _train(method: str, jit: bool) -> tuple[dict, list[dict]]:
   return {k: np.asarray(v) for k, v in params.items()}, history
 
 
+# The tests of `one_device` run in one worker, one after another, so it is trained once.
+ONE_DEVICE = pytest.mark.xdist_group("one_device_rigl_set")
+
+
 @pytest.fixture(scope="module")
 def one_device():
   return {method: _train(method, jit=True) for method in ("rigl", "set")}
 
 
+@ONE_DEVICE
 def test_eight_data_parallel_devices_match_one(one_device):
   eight = _eight_devices()
   assert (len(jax.devices()), eight["devices"]) == (1, 8)
@@ -131,6 +136,7 @@ def test_eight_data_parallel_devices_match_one(one_device):
       assert (np.asarray(got["params"][name])[~m] == 0).all() and (~m).sum() > 0
 
 
+@ONE_DEVICE
 @pytest.mark.parametrize("method", ["rigl", "set"])
 def test_jit_and_eager_give_the_same_masks(one_device, method):
   jitted, jit_history = one_device[method]

@@ -48,6 +48,12 @@ def _masks(path):
     return {k: data[k] for k in data.files}
 
 
+# The tests of `tickets` run in one worker, one after another (``./run.sh test`` hands out
+# each group whole): between two tests of another file a worker tears a module fixture
+# down, so tests spread over the workers would train the lottery once each.
+TICKETS = pytest.mark.xdist_group("lottery_tickets")
+
+
 @pytest.fixture(scope="module")
 def tickets(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("lottery")
@@ -55,6 +61,7 @@ def tickets(tmp_path_factory):
   return config, workdir, result
 
 
+@TICKETS
 def test_rounds_reach_the_exact_per_layer_sparsities_and_are_nested(tickets):
   _, workdir, result = tickets
   # 20% of what remains per round (36% after two), 10% then 19% for the output layer.
@@ -83,6 +90,7 @@ def test_rounds_reach_the_exact_per_layer_sparsities_and_are_nested(tickets):
   assert int(final.step) == 20
 
 
+@TICKETS
 def test_next_masks_prune_the_trained_weights_by_magnitude(tickets):
   config, workdir, _ = tickets
   round_1 = lottery.round_config(config, workdir / "round_1" / "masks.npz", workdir / "rewind.npz")
@@ -95,6 +103,7 @@ def test_next_masks_prune_the_trained_weights_by_magnitude(tickets):
     assert w[masks[path]].min() >= w[~masks[path]].max()  # every kept weight beats every pruned
 
 
+@TICKETS
 def test_round_starts_from_rewound_weights_and_a_fresh_optimizer(tickets):
   config, workdir, _ = tickets
   rewind = _masks(workdir / "rewind.npz")
@@ -114,6 +123,7 @@ def test_round_starts_from_rewound_weights_and_a_fresh_optimizer(tickets):
     assert all(not np.asarray(x).any() for x in jax.tree.leaves(inner))
 
 
+@TICKETS
 def test_controls_have_the_right_masks_and_weights(tickets):
   _, workdir, result = tickets
   rewind = _masks(workdir / "rewind.npz")
@@ -176,6 +186,7 @@ def test_control_rounds_that_would_be_ignored_are_errors(tmp_path, changes, matc
   assert not (tmp_path / "round_0").exists()
 
 
+@TICKETS
 def test_exported_masks_start_any_run(tickets, tmp_path):
   _, workdir, _ = tickets
   path = workdir / "round_2" / "masks.npz"
@@ -245,6 +256,7 @@ def _committed(ckpts):
   return sorted(int(n) for n in os.listdir(ckpts) if n.isdigit()) if ckpts.is_dir() else []
 
 
+@pytest.mark.slow(seconds=56)
 def test_a_killed_lottery_run_resumes_mid_round(tmp_path, env):
   reference, killed = tmp_path / "reference", tmp_path / "killed"
   ref = subprocess.run(_command(reference), env=env, capture_output=True, text=True)

@@ -106,7 +106,7 @@ def test_batch_size_must_split_over_devices():
     sharding.check_batch_size(100, fake)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_eight_devices_train_real_mnist_past_the_first_hundred_steps(tmp_path, env):
   # On real MNIST (unlike digits) queued steps used to deadlock XLA:CPU's collectives
   # within ~50 steps ("only 7 of 8 threads arrived at the rendezvous", then SIGABRT).

@@ -125,7 +125,7 @@ def _load(out, pid):
   return summary, state
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=38)
 def test_two_processes_train_and_checkpoint_like_one(tmp_path, env):
   multi, single = tmp_path / "multi", tmp_path / "single"
   for path in (multi, single):

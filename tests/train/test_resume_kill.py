@@ -75,6 +75,7 @@ def _same(a, b) -> bool:
   return same_tree and all(np.array_equal(x, y) for x, y in zip(la, lb, strict=True))
 
 
+@pytest.mark.slow(seconds=39)
 def test_sigkill_during_training_and_during_a_save_then_resume_is_bit_identical(tmp_path, env):
   reference, killed = tmp_path / "reference", tmp_path / "killed"
   ref = subprocess.Popen(
