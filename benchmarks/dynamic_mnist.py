@@ -22,8 +22,7 @@ those settings report test error (mean ± sd). The test set is read only by thos
 
   python benchmarks/dynamic_mnist.py --epochs 20 --sparsities 0.98 --out /tmp/dynamic_mnist
   python benchmarks/dynamic_mnist.py --methods rigl --every 50,100,200 --alphas 0.1,0.3,0.5
-  python benchmarks/dynamic_mnist.py --methods rigl --schedule cosine --weight-decay 0.05 \
-    --lrs 1e-3,3e-3,1e-2 --val-seeds 2 --seeds 0
+  python benchmarks/dynamic_mnist.py --methods rigl --schedule cosine --weight-decay 0.05 --seeds 0
 """
 
 from __future__ import annotations
