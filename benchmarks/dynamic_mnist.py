@@ -1,6 +1,6 @@
 """Sparse training from scratch vs pruning: LeNet-300-100 on MNIST, same steps for all.
 
-Methods, each at the same overall sparsity with the same adam steps (batch 100):
+Methods, each at the same overall sparsity with the same optimizer steps (batch 100):
 
   * ``rigl``        `jaxprune.dynamic.rigl`: random ERK masks, drop-and-grow every 100 steps,
                     α = 0.3 cosine-decayed to 0 at 75% of training (Evci et al. 2020);
@@ -10,14 +10,19 @@ Methods, each at the same overall sparsity with the same adam steps (batch 100):
   * ``magnitude``   gradual magnitude pruning (Zhu & Gupta, cubic from 10% to 60% of
                     training, ERK layer targets), from dense.
 
+Every method gets the same recipe: ``--schedule`` (constant, or cosine decay to 0 over the
+run) and ``--weight-decay`` (> 0: adamw with that decoupled decay, else adam).
+
 The last 5,000 training images are a validation split: each method's learning rate is
-picked from ``--lrs`` by validation error (seed 0) -- for RigL and SET jointly with ΔT
-(``--every``) and α (``--alphas``) -- then ``--seeds`` runs with those settings report test
-error (mean ± sd). The test set is read only by those runs. Writes ``results.json`` and
+picked from ``--lrs`` by validation error (the mean over seeds ``0..--val-seeds-1``) -- for
+RigL and SET jointly with ΔT (``--every``) and α (``--alphas``) -- then ``--seeds`` runs with
+those settings report test error (mean ± sd). The test set is read only by those runs;
+``--seeds 0`` stops after validation, for recipe searches. Writes ``results.json`` and
 ``error_vs_sparsity.png`` under ``--out``.
 
   python benchmarks/dynamic_mnist.py --epochs 20 --sparsities 0.98 --out /tmp/dynamic_mnist
   python benchmarks/dynamic_mnist.py --methods rigl --every 50,100,200 --alphas 0.1,0.3,0.5
+  python benchmarks/dynamic_mnist.py --methods rigl --schedule cosine --weight-decay 0.05 --seeds 0
 """
 
 from __future__ import annotations
@@ -40,10 +45,21 @@ from jaxprune import dynamic, schedules
 BATCH = 100
 METHODS = ("rigl", "set", "static_erk", "snip_static", "magnitude")
 DROP_GROW = ("rigl", "set")
+SCHEDULES = ("constant", "cosine")
 
 
-def build(method, lr, sparsity, steps, params, calib, seed, every=100, alpha=0.3):
-  inner = optax.adam(lr)
+def optimizer(lr, steps, schedule="constant", weight_decay=0.0):
+  """adam (adamw when ``weight_decay`` > 0) at a constant or cosine-to-0 learning rate."""
+  if schedule not in SCHEDULES:
+    raise ValueError(f"schedule must be one of {SCHEDULES}; got {schedule!r}, e.g. 'cosine'.")
+  rate = optax.cosine_decay_schedule(lr, steps) if schedule == "cosine" else lr
+  if weight_decay > 0:
+    return optax.adamw(rate, weight_decay=weight_decay)
+  return optax.adam(rate)
+
+
+def build(method, lr, sparsity, steps, params, calib, seed, every=100, alpha=0.3, recipe=None):
+  inner = optimizer(lr, steps, **(recipe or {}))
   end = int(0.75 * steps)
   if method == "rigl":
     return dynamic.rigl(inner, sparsity, every=every, alpha=alpha, end=end, seed=seed)
@@ -62,13 +78,13 @@ def build(method, lr, sparsity, steps, params, calib, seed, every=100, alpha=0.3
   raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
 
-def run(method, lr, sparsity, epochs, train, evaluate, seed, every=100, alpha=0.3):
+def run(method, lr, sparsity, epochs, train, evaluate, seed, every=100, alpha=0.3, recipe=None):
   """Trains from a fresh init; returns the error (%) on ``evaluate`` and the kept fraction."""
   (x, y), (xe, ye) = train, evaluate
   steps = epochs * (x.shape[0] // BATCH)
   params = MODEL.init(jax.random.key(seed), jnp.ones((1, 28, 28, 1)))["params"]
   calib = calibration_batch(np.asarray(x), np.asarray(y), 10, seed)
-  tx = build(method, lr, sparsity, steps, params, calib, seed, every, alpha)
+  tx = build(method, lr, sparsity, steps, params, calib, seed, every, alpha, recipe)
 
   @jax.jit
   def epoch(params, opt_state, key):
@@ -99,7 +115,12 @@ def main() -> None:
   p.add_argument("--lrs", default="1e-3,3e-3")
   p.add_argument("--every", default="100", help="RigL/SET ΔT grid (steps between updates)")
   p.add_argument("--alphas", default="0.3", help="RigL/SET initial drop fraction grid")
-  p.add_argument("--seeds", type=int, default=3)
+  p.add_argument(
+    "--schedule", default="constant", choices=SCHEDULES, help="lr schedule, all methods"
+  )
+  p.add_argument("--weight-decay", type=float, default=0.0, help="> 0: adamw, all methods")
+  p.add_argument("--val-seeds", type=int, default=1, help="seeds averaged per validation point")
+  p.add_argument("--seeds", type=int, default=3, help="test seeds; 0: validation only")
   p.add_argument("--out", default="/tmp/dynamic_mnist")
   args = p.parse_args()
   (x, y), (xt, yt) = load_mnist()
@@ -107,6 +128,7 @@ def main() -> None:
   train, val, test = (x[:-5000], y[:-5000]), (x[-5000:], y[-5000:]), (xt, yt)
   out = Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
+  recipe = dict(schedule=args.schedule, weight_decay=args.weight_decay)
   results = {}
   for s in [float(v) for v in args.sparsities.split(",")]:
     for method in args.methods.split(","):
@@ -119,16 +141,34 @@ def main() -> None:
           for every in args.every.split(",")
           for alpha in args.alphas.split(",")
         ]
-      val_err = {}
+      val_err, val_runs = {}, {}
       for lr, every, alpha in grid:
-        val_err[f"lr={lr},every={every},alpha={alpha}"] = err = run(
-          method, float(lr), s, args.epochs, train, val, 0, every, alpha
-        )[0]
-        print(f"  {method} s={s} lr={lr} every={every} alpha={alpha}: val {err:.2f}%", flush=True)
+        errs = [
+          run(method, float(lr), s, args.epochs, train, val, seed, every, alpha, recipe)[0]
+          for seed in range(args.val_seeds)
+        ]
+        val_runs[f"lr={lr},every={every},alpha={alpha}"] = errs
+        val_err[f"lr={lr},every={every},alpha={alpha}"] = err = statistics.mean(errs)
+        print(
+          f"  {method} s={s} lr={lr} every={every} alpha={alpha} {args.schedule} "
+          f"wd={args.weight_decay}: val {err:.2f}% {errs}",
+          flush=True,
+        )
       lr, every, alpha = min(grid, key=lambda g: val_err[f"lr={g[0]},every={g[1]},alpha={g[2]}"])
       best = f"lr={lr},every={every},alpha={alpha}"
+      if args.seeds == 0:  # validation only: the test set is not read
+        results[f"{method}@{s}"] = dict(
+          method=method,
+          sparsity=s,
+          epochs=args.epochs,
+          val_error=val_err,
+          val_runs=val_runs,
+          **recipe,
+        )
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        continue
       runs = [
-        run(method, float(lr), s, args.epochs, train, test, seed, every, alpha)
+        run(method, float(lr), s, args.epochs, train, test, seed, every, alpha, recipe)
         for seed in range(args.seeds)
       ]
       errs = [e for e, _ in runs]
@@ -138,7 +178,10 @@ def main() -> None:
         lr=float(lr),
         every=every,
         alpha=alpha,
+        **recipe,
+        epochs=args.epochs,
         val_error=val_err,
+        val_runs=val_runs,
         test_errors=errs,
         mean=statistics.mean(errs),
         sd=statistics.stdev(errs) if len(errs) > 1 else 0.0,
@@ -152,7 +195,8 @@ def main() -> None:
         flush=True,
       )
       (out / "results.json").write_text(json.dumps(results, indent=1))
-  plot(results, out / "error_vs_sparsity.png")
+  if args.seeds > 0:
+    plot(results, out / "error_vs_sparsity.png")
 
 
 def plot(results, path):

@@ -20,9 +20,17 @@ Details follow the reference implementation, google-research/rigl,
   RigL: ``new_connections = mask2 & ~old_mask``): it keeps its value and its optimizer
   state. Here it stays active (old and new mask both True), so `jaxprune.masked` leaves it
   alone; only entries with ``new & ~old`` are grown at exactly 0 with reset state.
-* Ties are broken by lowest flat index, as ``tf.nn.top_k`` does for the grow step. The
-  reference also adds N(0, 1e-5) noise to the drop scores; this module does not, so the
-  drop is exactly "lowest magnitude first" and deterministic.
+* Drop ties are broken at random, as the reference does: it adds N(0, σ²) noise with
+  σ = 1e-5 (``noise_std``) to the drop scores ``|w|`` (``generic_mask_update``), drawn
+  statelessly from a seed and the global step. Here the noise comes from the criterion's
+  ``key`` (which `jaxprune.masked` derives from its ``seed`` and the step), so jit, eager
+  and any number of devices draw the same numbers; leaf ``i`` uses
+  ``drop_keys(key, n)[i]``. Without a key (or with ``noise_std=0``) the drop is exactly
+  "lowest magnitude first", ties to the lowest flat index. Unlike the reference, only
+  active entries can survive the drop (the reference ranks inactive entries at
+  ``|0| + noise`` too, so one could outrank an active weight below ~1e-5).
+* Grow ties go to the lowest flat index, as ``tf.nn.top_k`` does; the reference adds no
+  noise to the grow scores (|gradient| for RigL, uniform draws for SET).
 * On a mask-update step the reference applies no gradient step (the update replaces it);
   `jaxprune.masked` applies the inner optimizer's update to the surviving weights in the
   same call.
@@ -46,6 +54,8 @@ Fraction = float | Callable[[jax.Array], jax.Array]
 
 _LOW = float(jnp.finfo(jnp.float32).min)
 _HIGH = float(jnp.finfo(jnp.float32).max)
+NOISE_STD = 1e-5  # google-research/rigl's drop-score noise (generic_mask_update's noise_std)
+_DROP_STREAM = 1  # fold_in tag separating the drop noise from SET's grow draws
 
 
 def num_to_drop(active: jax.Array, fraction: jax.Array | float) -> jax.Array:
@@ -66,12 +76,16 @@ def _finite(score: jax.Array) -> jax.Array:
 
 
 def drop_grow_scores(
-  weight: jax.Array, mask: jax.Array, grow: jax.Array, fraction: jax.Array | float
+  weight: jax.Array,
+  mask: jax.Array,
+  grow: jax.Array,
+  fraction: jax.Array | float,
+  noise: jax.Array | None = None,
 ) -> jax.Array:
   """Scores of one leaf whose exact top-k (k = active count) is the drop-and-grow mask.
 
   .. math:: d = \\lfloor f \\cdot a \\rfloor,\\quad
-     S = \\text{top}_{a-d}\\{|w_i| : m_i\\},\\quad
+     S = \\text{top}_{a-d}\\{|w_i| + \\epsilon_i : m_i\\},\\quad
      \\text{score}_i = +\\infty \\text{ if } i \\in S \\text{ else } \\text{grow}_i
 
   Args:
@@ -79,6 +93,8 @@ def drop_grow_scores(
     mask: its current bool mask (``a`` True entries).
     grow: grow scores of the same shape (clipped to finite float32; NaN ranks lowest).
     fraction: the drop fraction ``f`` in [0, 1] (may be traced).
+    noise: ``ε``, added to the active magnitudes to break drop ties (same shape; ``None``:
+      none, ties to the lowest flat index).
 
   Returns:
     float32 scores of ``weight.shape``.
@@ -95,7 +111,10 @@ def drop_grow_scores(
   mask = jnp.asarray(mask, bool)
   active = jnp.sum(mask, dtype=jnp.int32)
   keep = active - num_to_drop(active, fraction)
-  magnitude = jnp.where(mask, jnp.abs(weight).astype(jnp.float32), -jnp.inf)
+  magnitude = jnp.abs(weight).astype(jnp.float32)
+  if noise is not None:
+    magnitude = magnitude + jnp.asarray(noise, jnp.float32)
+  magnitude = jnp.where(mask, magnitude, -jnp.inf)
   survivors = topk_mask(magnitude, keep) & mask
   return jnp.where(survivors, jnp.inf, _finite(grow))
 
@@ -131,8 +150,38 @@ def _leaves(params: PyTree, masks: PyTree, *others: PyTree):
   return treedef, [treedef.flatten_up_to(t) for t in (params, masks, *others)]
 
 
+def drop_keys(key: jax.Array, n: int) -> jax.Array:
+  """The per-leaf keys of the drop tie-break noise: ``leaf_keys(fold_in(key, 1), n)``.
+
+  Example:
+    >>> drop_keys(jax.random.key(0), 3).shape
+    (3,)
+  """
+  return leaf_keys(jax.random.fold_in(key, _DROP_STREAM), n)
+
+
+def _drop_noise(leaves: list, masks: list, key: jax.Array | None, noise_std: float) -> list:
+  """Per-leaf ``noise_std · N(0, 1)`` from `drop_keys` (``None`` without key or std)."""
+  if key is None or not noise_std:
+    return [None] * len(leaves)
+  if noise_std < 0:
+    raise ValueError(f"noise_std must be >= 0; got {noise_std!r}, e.g. 1e-5 (or 0 for none).")
+  keys = drop_keys(key, len(leaves))
+  return [
+    None if m is None else noise_std * jax.random.normal(k, jnp.shape(p), jnp.float32)
+    for p, m, k in zip(leaves, masks, keys, strict=False)
+  ]
+
+
 def rigl_scores(
-  params: PyTree, *, grads: PyTree, masks: PyTree, step: jax.Array, fraction: Fraction = 0.3
+  params: PyTree,
+  *,
+  grads: PyTree,
+  masks: PyTree,
+  step: jax.Array,
+  fraction: Fraction = 0.3,
+  key: jax.Array | None = None,
+  noise_std: float = NOISE_STD,
 ) -> PyTree:
   """RigL (Evci et al. 2020): drop the smallest active weights, grow where |grad| is largest.
 
@@ -142,6 +191,9 @@ def rigl_scores(
     masks: current bool masks mirroring params (``None`` for dense leaves, left unscored).
     step: the update count (``step`` extra of `jaxprune.masked`).
     fraction: drop fraction, a number or ``step -> f`` (e.g. `cosine`).
+    key: PRNG key of this update for the drop tie-break: leaf ``i`` adds
+      ``noise_std · normal(drop_keys(key, n)[i])`` to its magnitudes. ``None``: no noise.
+    noise_std: standard deviation of that noise (the reference's 1e-5; 0 for none).
 
   Returns:
     Scores mirroring params (``None`` for dense leaves), see `drop_grow_scores`.
@@ -155,9 +207,10 @@ def rigl_scores(
   """
   f = _fraction_fn(fraction)(step)
   treedef, (ps, ms, gs) = _leaves(params, masks, grads)
+  noise = _drop_noise(ps, ms, key, noise_std)
   out = [
-    None if m is None else drop_grow_scores(p, m, jnp.abs(g), f)
-    for p, m, g in zip(ps, ms, gs, strict=True)
+    None if m is None else drop_grow_scores(p, m, jnp.abs(g), f, e)
+    for p, m, g, e in zip(ps, ms, gs, noise, strict=True)
   ]
   return jax.tree.unflatten(treedef, out)
 
@@ -168,12 +221,19 @@ def leaf_keys(key: jax.Array, n: int) -> jax.Array:
 
 
 def set_scores(
-  params: PyTree, *, masks: PyTree, step: jax.Array, key: jax.Array, fraction: Fraction = 0.3
+  params: PyTree,
+  *,
+  masks: PyTree,
+  step: jax.Array,
+  key: jax.Array,
+  fraction: Fraction = 0.3,
+  noise_std: float = NOISE_STD,
 ) -> PyTree:
   """SET (Mocanu et al. 2018): drop the smallest active weights, grow uniformly at random.
 
   Leaf ``i`` (in `jax.tree.leaves` order of params) draws its grow scores as
-  ``jax.random.uniform(leaf_keys(key, n)[i], shape)``.
+  ``jax.random.uniform(leaf_keys(key, n)[i], shape)`` and its drop tie-break as
+  ``noise_std · jax.random.normal(drop_keys(key, n)[i], shape)``.
 
   Args:
     params: current params.
@@ -181,6 +241,7 @@ def set_scores(
     step: the update count.
     key: PRNG key of this update.
     fraction: drop fraction, a number or ``step -> f``.
+    noise_std: standard deviation of the drop tie-break noise (0 for none).
 
   Returns:
     Scores mirroring params (``None`` for dense leaves), see `drop_grow_scores`.
@@ -196,31 +257,42 @@ def set_scores(
   f = _fraction_fn(fraction)(step)
   treedef, (ps, ms) = _leaves(params, masks)
   keys = leaf_keys(key, len(ps))
+  noise = _drop_noise(ps, ms, key, noise_std)
   out = [
-    None if m is None else drop_grow_scores(p, m, jax.random.uniform(k, p.shape), f)
-    for p, m, k in zip(ps, ms, keys, strict=False)
+    None if m is None else drop_grow_scores(p, m, jax.random.uniform(k, p.shape), f, e)
+    for p, m, k, e in zip(ps, ms, keys, noise, strict=False)
   ]
   return jax.tree.unflatten(treedef, out)
 
 
-def rigl_criterion(alpha: float = 0.3, end: int | None = None) -> Criterion:
+def rigl_criterion(
+  alpha: float = 0.3, end: int | None = None, noise_std: float = NOISE_STD
+) -> Criterion:
   """The RigL criterion with drop fraction `cosine` (α, ``end``), for `jaxprune.masked`.
+
+  The ``key`` extra (which `jaxprune.masked` derives from its seed and the step) seeds the
+  drop tie-break noise of standard deviation ``noise_std``.
 
   Example:
     >>> c = rigl_criterion(0.3, end=7500)
     >>> c.name, c.needs, c.regrow
-    ('rigl', ('grads', 'masks', 'step'), True)
+    ('rigl', ('grads', 'masks', 'step', 'key'), True)
   """
   fraction = cosine(alpha, end)
 
-  def fn(params, *, grads, masks, step, **extras):
+  def fn(params, *, grads, masks, step, key, **extras):
     del extras
-    return rigl_scores(params, grads=grads, masks=masks, step=step, fraction=fraction)
+    return rigl_scores(
+      params, grads=grads, masks=masks, step=step, fraction=fraction, key=key, noise_std=noise_std
+    )
 
-  return Criterion("rigl", fn, ("grads", "masks", "step"), regrow=True, doc=_doc(rigl_scores))
+  needs = ("grads", "masks", "step", "key")
+  return Criterion("rigl", fn, needs, regrow=True, doc=_doc(rigl_scores))
 
 
-def set_criterion(alpha: float = 0.3, end: int | None = None) -> Criterion:
+def set_criterion(
+  alpha: float = 0.3, end: int | None = None, noise_std: float = NOISE_STD
+) -> Criterion:
   """The SET criterion with drop fraction `cosine` (α, ``end``), for `jaxprune.masked`.
 
   Example:
@@ -231,7 +303,9 @@ def set_criterion(alpha: float = 0.3, end: int | None = None) -> Criterion:
 
   def fn(params, *, masks, step, key, **extras):
     del extras
-    return set_scores(params, masks=masks, step=step, key=key, fraction=fraction)
+    return set_scores(
+      params, masks=masks, step=step, key=key, fraction=fraction, noise_std=noise_std
+    )
 
   return Criterion("set", fn, ("masks", "step", "key"), regrow=True, doc=_doc(set_scores))
 
@@ -242,7 +316,7 @@ def _doc(fn: Callable[..., Any]) -> str:
 
 # The registered names use a constant drop fraction of 0.3 (no decay): the run length is not
 # known at registration. `rigl` / `set_` below (and the factories above) add the cosine decay.
-register("rigl", needs=("grads", "masks", "step"), regrow=True)(rigl_criterion(0.3).fn)
+register("rigl", needs=("grads", "masks", "step", "key"), regrow=True)(rigl_criterion(0.3).fn)
 register("set", needs=("masks", "step", "key"), regrow=True)(set_criterion(0.3).fn)
 
 
@@ -290,6 +364,7 @@ def rigl(
   structure: Any = None,
   packed: bool = False,
   seed: int = 0,
+  noise_std: float = NOISE_STD,
 ) -> optax.GradientTransformationExtraArgs:
   """RigL (Evci et al. 2020): sparse from step 0, connections moved every ``every`` steps.
 
@@ -310,7 +385,9 @@ def rigl(
     distribution: per-leaf densities (``"erk"``, ``"uniform"``, a mapping...).
     structure: ``None`` (unstructured), ``unstructured(within=axis)`` or ``n_of_m``.
     packed: store masks as 1 bit per weight.
-    seed: seeds the initial masks.
+    seed: seeds the initial masks and, with the step, the drop tie-break noise.
+    noise_std: standard deviation of that noise (the reference's 1e-5; 0: ties to the
+      lowest index).
 
   Returns:
     A `jaxprune.masked` transformation.
@@ -326,7 +403,7 @@ def rigl(
     40
   """
   return _drop_and_grow(
-    rigl_criterion(alpha, end),
+    rigl_criterion(alpha, end, noise_std),
     inner,
     sparsity,
     every=every,
@@ -351,6 +428,7 @@ def set_(
   structure: Any = None,
   packed: bool = False,
   seed: int = 0,
+  noise_std: float = NOISE_STD,
 ) -> optax.GradientTransformationExtraArgs:
   """SET (Mocanu et al. 2018): as `rigl`, but connections grow uniformly at random.
 
@@ -367,7 +445,7 @@ def set_(
     20
   """
   return _drop_and_grow(
-    set_criterion(alpha, end),
+    set_criterion(alpha, end, noise_std),
     inner,
     sparsity,
     every=every,

@@ -9,18 +9,20 @@ from jaxprune import dynamic, structures
 from jaxprune.masks import topk_mask
 
 
-def reference_update(w, mask, grow, fraction):
+def reference_update(w, mask, grow, fraction, noise=None):
   """One drop-and-grow update as ``SparseSETOptimizerBase._get_update_op`` does it.
 
-  Drop: keep the ``n_ones - n_prune`` largest |w| among active entries (n_prune truncated
-  in float32). Grow: the ``n_prune`` largest grow scores among all entries not kept
-  (dropped ones included); ties to the lower index, as ``tf.nn.top_k``.
+  Drop: keep the ``n_ones - n_prune`` largest |w| + noise among active entries (n_prune
+  truncated in float32; ``generic_mask_update`` adds the noise to break ties). Grow: the
+  ``n_prune`` largest grow scores among all entries not kept (dropped ones included);
+  ties to the lower index, as ``tf.nn.top_k``.
   """
   w, mask, grow = (np.asarray(x).reshape(-1) for x in (w, mask, grow))
+  noise = np.zeros(w.size, np.float32) if noise is None else np.asarray(noise).reshape(-1)
   n_ones = int(mask.sum())
   n_prune = int(np.float32(n_ones) * np.float32(fraction))
   n_keep = n_ones - n_prune
-  drop_score = np.where(mask, np.abs(w), -np.inf)
+  drop_score = np.where(mask, np.abs(w).astype(np.float32) + noise.astype(np.float32), -np.inf)
   mask1 = np.zeros(w.size, bool)
   mask1[np.argsort(-drop_score, kind="stable")[:n_keep]] = True
   lifted = np.where(mask1, grow.min() - 1, grow)
@@ -39,10 +41,24 @@ def _rigl_mask(w, mask, g, fraction):
 
 
 @jax.jit
+def _rigl_mask_keyed(w, mask, g, fraction, key):
+  params, masks = {"a": jnp.ones(3), "k": w}, {"a": None, "k": mask}
+  grads = {"a": jnp.ones(3), "k": g}
+  scores = dynamic.rigl_scores(params, grads=grads, masks=masks, step=0, fraction=fraction, key=key)
+  return scores["a"], topk_mask(scores["k"], jnp.sum(mask))
+
+
+@jax.jit
 def _set_mask(w, mask, key):
   params, masks = {"a": jnp.ones(3), "k": w}, {"a": None, "k": mask}
   scores = dynamic.set_scores(params, masks=masks, step=0, key=key, fraction=0.3)
   return scores["a"], topk_mask(scores["k"], jnp.sum(mask))
+
+
+def _drop_noise(key, shape, leaf=1, leaves=2):
+  """The documented tie-break draw: 1e-5 · normal(drop_keys(key, leaves)[leaf])."""
+  k = dynamic.drop_grow.drop_keys(key, leaves)[leaf]
+  return np.float32(1e-5) * np.asarray(jax.random.normal(k, shape, jnp.float32))
 
 
 def _random_case(seed, shape=(24, 10), density=0.3):
@@ -65,14 +81,66 @@ def test_rigl_matches_reference(seed, fraction):
 
 
 @pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 1.0])
+def test_rigl_with_tie_break_noise_matches_reference(seed, fraction):
+  w, mask, g = _random_case(seed)
+  # Quantised weights: many active entries tie in magnitude, so the noise decides the drop.
+  w = np.round(w * 2) / 2
+  key = jax.random.key(100 + seed)
+  dense, got = _rigl_mask_keyed(w, mask, g, fraction, key)  # "k" is leaf 1 of 2
+  assert dense is None
+  noise = _drop_noise(key, w.shape)
+  want = reference_update(w, mask, np.abs(g), fraction, noise).reshape(w.shape)
+  np.testing.assert_array_equal(np.asarray(got), want)
+
+
+@pytest.mark.parametrize("seed", range(4))
 def test_set_matches_reference(seed):
   w, mask, _ = _random_case(seed, shape=(7, 33))
+  w = np.round(w * 2) / 2  # magnitude ties, broken by the noise
   key = jax.random.key(seed)
   dense, got = _set_mask(w, mask, key)  # "k" is leaf 1 of 2 in tree order
   assert dense is None
   grow = np.asarray(jax.random.uniform(dynamic.drop_grow.leaf_keys(key, 2)[1], w.shape))
+  noise = _drop_noise(key, w.shape)
   got = np.asarray(got)
-  np.testing.assert_array_equal(got, reference_update(w, mask, grow, 0.3).reshape(w.shape))
+  want = reference_update(w, mask, grow, 0.3, noise).reshape(w.shape)
+  np.testing.assert_array_equal(got, want)
+
+
+def test_drop_ties_break_by_the_key_not_by_index():
+  # 40 active weights of equal magnitude, 20 dropped: which 20 depends on the key alone.
+  w = jnp.where(jnp.arange(80) % 2 == 0, 0.5, -0.5)
+  mask = jnp.arange(80) < 40
+  g = jnp.where(mask, 0.0, 1.0)  # the 20 grown come from the inactive half
+  dropped = []
+  for seed in (0, 0, 1):
+    _, new = _rigl_mask_keyed(w, mask, g, 0.5, jax.random.key(seed))
+    dropped.append(np.flatnonzero(np.asarray(mask & ~new)))
+  np.testing.assert_array_equal(dropped[0], dropped[1])  # same key: same choice
+  assert dropped[0].size == dropped[2].size == 20
+  assert not np.array_equal(dropped[0], dropped[2])  # another key: another choice
+  assert not np.array_equal(dropped[0], np.arange(20, 40))  # not the index order
+  # Without a key the ranking is by index (the top-k keeps the lowest): the last 20 go.
+  no_key = _rigl_mask(w, mask, g, 0.5)
+  np.testing.assert_array_equal(np.flatnonzero(np.asarray(mask & ~no_key)), np.arange(20, 40))
+
+
+def test_noise_breaks_ties_only():
+  # Magnitudes 1e-2 apart: the 1e-5 noise never reorders them. 30 active, 9 dropped (the
+  # smallest), 9 grown where the gradient is (10 inactive entries, ties to the lowest index).
+  w = jnp.concatenate([jnp.linspace(0.01, 0.3, 30), jnp.zeros(10)])
+  mask = jnp.arange(40) < 30
+  g = jnp.where(mask, 0.0, 1.0)
+  for seed in range(5):
+    _, new = _rigl_mask_keyed(w, mask, g, 0.3, jax.random.key(seed))
+    assert np.asarray(new).tolist() == [False] * 9 + [True] * 30 + [False]
+
+
+def test_negative_noise_std_is_rejected():
+  params, masks = {"k": jnp.ones(4)}, {"k": jnp.ones(4, bool)}
+  with pytest.raises(ValueError, match="noise_std must be >= 0"):
+    dynamic.set_scores(params, masks=masks, step=0, key=jax.random.key(0), noise_std=-1.0)
 
 
 def test_dropped_weight_with_largest_gradient_is_regrown_and_stays_active():

@@ -24,16 +24,19 @@ COMMON = textwrap.dedent(
   import jax, jax.numpy as jnp, numpy as np, optax
   from jaxprune import dynamic, masks_of
 
+  RUNS = [(m, o) for m in ("rigl", "set") for o in ("sgd", "adam")]
+
   def loss(params, batch):
     h = jnp.tanh(batch["x"] @ params["w1"] + params["b1"])
     return jnp.mean((h @ params["w2"] - batch["y"]) ** 2)
 
-  def make(method):
+  def make(method, opt):
     build = dynamic.rigl if method == "rigl" else dynamic.set_
-    # SGD, not adam: adam's first steps move every grown weight by about lr, so their
-    # magnitudes (which the next drop ranks) tie to the last bits and the masks would
-    # depend on rounding, not on the method.
-    return build(optax.sgd(0.05), 0.8, every=2, end=6, alpha=0.4, seed=3)
+    # adam's first steps move every grown weight by about lr, so the magnitudes the next
+    # drop ranks tie to the last bits; the drop's seeded tie-break noise (1e-5) decides
+    # them, not the rounding of each way of running.
+    inner = optax.adam(0.05) if opt == "adam" else optax.sgd(0.05)
+    return build(inner, 0.8, every=2, end=6, alpha=0.4, seed=3)
 
   def init():
     k1, k2 = jax.random.split(jax.random.key(0))
@@ -62,8 +65,8 @@ SHARDED = COMMON + textwrap.dedent(
   mesh = Mesh(np.array(jax.devices()), ("data",))
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
   out = {"devices": len(jax.devices())}
-  for method in ("rigl", "set"):
-    tx = make(method)
+  for method, opt in RUNS:
+    tx = make(method, opt)
     params = jax.device_put(init(), replicated)
     state = jax.device_put(tx.init(params), replicated)
     step = jax.jit(step_fn(tx))
@@ -72,7 +75,7 @@ SHARDED = COMMON + textwrap.dedent(
       params, state = step(params, state, jax.device_put(batch, sharded))
       assert params["w1"].sharding.is_fully_replicated
       history.append({k: np.asarray(v).tolist() for k, v in masks_of(state).items()})
-    out[method] = {"masks": history,
+    out[f"{method}/{opt}"] = {"masks": history,
                    "params": {k: np.asarray(v).tolist() for k, v in params.items()}}
   print(json.dumps(out))
   """
@@ -89,11 +92,14 @@ def _eight_devices() -> dict:
   return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _train(method: str, jit: bool) -> tuple[dict, list[dict]]:
+RUNS = [(m, o) for m in ("rigl", "set") for o in ("sgd", "adam")]
+
+
+def _train(method: str, opt: str, jit: bool) -> tuple[dict, list[dict]]:
   """This process (one device): the script's model, data and optimizer, jitted or eager."""
   ns: dict = {}
   exec(COMMON, ns)
-  tx = ns["make"](method)
+  tx = ns["make"](method, opt)
   step = ns["step_fn"](tx)
   params = ns["init"]()
   state = tx.init(params)
@@ -112,14 +118,14 @@ ONE_DEVICE = pytest.mark.xdist_group("one_device_rigl_set")
 
 @pytest.fixture(scope="module")
 def one_device():
-  return {method: _train(method, jit=True) for method in ("rigl", "set")}
+  return {f"{m}/{o}": _train(m, o, jit=True) for m, o in RUNS}
 
 
 @ONE_DEVICE
 def test_eight_data_parallel_devices_match_one(one_device):
   eight = _eight_devices()
   assert (len(jax.devices()), eight["devices"]) == (1, 8)
-  for method in ("rigl", "set"):
+  for method in one_device:
     params, history = one_device[method]
     got = eight[method]
     # Bit-identical masks after every step (drop-and-grow moved them at steps 0, 2, 4).
@@ -137,10 +143,10 @@ def test_eight_data_parallel_devices_match_one(one_device):
 
 
 @ONE_DEVICE
-@pytest.mark.parametrize("method", ["rigl", "set"])
-def test_jit_and_eager_give_the_same_masks(one_device, method):
-  jitted, jit_history = one_device[method]
-  eager, eager_history = _train(method, jit=False)
+@pytest.mark.parametrize("method,opt", RUNS)
+def test_jit_and_eager_give_the_same_masks(one_device, method, opt):
+  jitted, jit_history = one_device[f"{method}/{opt}"]
+  eager, eager_history = _train(method, opt, jit=False)
   for mj, me in zip(jit_history, eager_history, strict=True):
     for name in mj:
       np.testing.assert_array_equal(mj[name], me[name], err_msg=f"{method} {name}")
