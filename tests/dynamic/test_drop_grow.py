@@ -56,9 +56,9 @@ def _set_mask(w, mask, key):
 
 
 def _drop_noise(key, shape, leaf=1, leaves=2):
-  """The documented tie-break draw: 1e-5 · normal(drop_keys(key, leaves)[leaf])."""
+  """The documented tie-break draw: 1e-5 · tie_noise(drop_keys(key, leaves)[leaf], shape)."""
   k = dynamic.drop_grow.drop_keys(key, leaves)[leaf]
-  return np.float32(1e-5) * np.asarray(jax.random.normal(k, shape, jnp.float32))
+  return np.float32(1e-5) * np.asarray(dynamic.drop_grow.tie_noise(k, shape))
 
 
 def _random_case(seed, shape=(24, 10), density=0.3):
@@ -210,3 +210,11 @@ def test_counts_stay_constant_per_slice_and_group(structure):
       assert (groups == 2).all()
     assert int((new & ~mask).sum()) > 0  # connections moved
     mask = new
+
+
+def test_tie_noise_is_spread_and_depends_on_key_and_index():
+  a = np.asarray(dynamic.drop_grow.tie_noise(jax.random.key(0), (200, 50)))
+  b = np.asarray(dynamic.drop_grow.tie_noise(jax.random.key(1), (200, 50)))
+  assert abs(a.mean()) < 0.05 and abs(a.std() - 1) < 0.05 and np.abs(a).max() < np.sqrt(3)
+  assert len(np.unique(a)) > 9_900  # distinct per entry, so every tie is broken
+  assert np.mean(a == b) < 0.01 and abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.05
