@@ -14,7 +14,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxprune._tree import leaves_with_paths
 from jaxprune.errors import SparsityError
@@ -22,6 +21,29 @@ from jaxprune.masked import MaskedState, _find_states, masks_of
 from jaxprune.prune import check_mask_tree
 
 PyTree = Any
+
+
+@jax.jit
+def _pruned_counts(params: list, masks: list) -> list:
+  """Per leaf: (pruned, pruned and nonzero, of those non-finite, largest finite |w| of those).
+
+  One compiled function for the whole tree, read back in one transfer (per-leaf eager ops
+  compiled one small function per op and leaf shape: ~15 s for 100 leaves on the CPU).
+  """
+  out = []
+  for p, m in zip(params, masks, strict=True):
+    pruned = ~jnp.asarray(m, bool)
+    n_pruned = jnp.sum(pruned, dtype=jnp.int32)
+    if not jnp.issubdtype(p.dtype, jnp.inexact):  # integer leaves cannot hold a stray update
+      out.append((n_pruned, jnp.int32(0), jnp.int32(0), jnp.float32(0)))
+      continue
+    bad = pruned & (p != 0)
+    finite = jnp.isfinite(p)
+    worst = jnp.max(jnp.where(bad & finite, jnp.abs(p), 0), initial=0).astype(jnp.float32)
+    out.append(
+      (n_pruned, jnp.sum(bad, dtype=jnp.int32), jnp.sum(bad & ~finite, dtype=jnp.int32), worst)
+    )
+  return out
 
 
 def check_sparse(params: PyTree, masks_or_state: Any) -> int:
@@ -55,18 +77,12 @@ def check_sparse(params: PyTree, masks_or_state: Any) -> int:
   else:
     masks = masks_or_state
   check_mask_tree(params, masks, "check_sparse")
+  paths = [path for path, _ in leaves_with_paths(params)]
+  counts = jax.device_get(_pruned_counts(jax.tree.leaves(params), jax.tree.leaves(masks)))
   nonzero, nonfinite, checked = [], [], 0
-  for (path, p), m in zip(leaves_with_paths(params), jax.tree.leaves(masks), strict=True):
-    pruned = ~jnp.asarray(m, bool)
-    n_pruned = int(pruned.sum())
-    checked += n_pruned
-    if not n_pruned or not jnp.issubdtype(jnp.asarray(p).dtype, jnp.inexact):
-      continue
-    bad = pruned & (p != 0)
-    n_bad = int(bad.sum())
+  for path, (n_pruned, n_bad, n_inf, worst) in zip(paths, counts, strict=True):
+    checked += int(n_pruned)
     if n_bad:
-      n_inf = int((bad & ~jnp.isfinite(p)).sum())
-      worst = float(jnp.max(jnp.where(bad & jnp.isfinite(p), jnp.abs(p), 0.0)))
       nonzero.append(
         f"  {path}: {n_bad} of {n_pruned} pruned entries nonzero (largest |w| "
         f"{worst:.3g}, {n_inf} NaN/inf)"
@@ -93,4 +109,4 @@ def check_sparse(params: PyTree, masks_or_state: Any) -> int:
       + "\n"
       + "\n".join(causes)
     )
-  return int(np.asarray(checked))
+  return checked
