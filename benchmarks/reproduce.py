@@ -460,8 +460,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if wanted and row.name not in wanted:
       continue
     if row.cited is not None:
-      results[row.name] = cited(row, args.dynamic_results)
-      print(f"# {row.name}: from {row.cited[0]} ({'found' if results[row.name] else 'missing'})")
+      found = cited(row, args.dynamic_results)
+      if found is not None:  # else the row keeps its earlier result (reproduction.json)
+        results[row.name] = found
+      print(f"# {row.name}: from {row.cited[0]} ({'found' if found else 'missing'})")
       continue
     if row.config is None or row.not_run or args.dry_run:
       print(f"# {row.name}: {row.paper}, {row.setting}" + (" (not run)" if row.not_run else ""))

@@ -10,8 +10,8 @@ summary reports the neurons left per layer (gates that are nonzero at test time,
 ``219-214-100`` in the paper) beside the test error. The ``"l0_gate"`` criterion turns the
 gates into masks once per epoch, so closed rows of the kernels are exact zeros.
 
-The paper trains 200 epochs with Adam (lr 1e-3) at batch 100; this config runs 200 epochs
-too, and `benchmarks/reproduce.py` shortens it on a CPU (its row says by how much).
+The paper trains 200 epochs with Adam (lr 1e-3) at batch 100, and so do this config and
+its row in `benchmarks/reproduce.py`.
 """
 
 from pathlib import Path

@@ -166,3 +166,11 @@ def test_rows_not_rerun_keep_their_results_in_reproduction_json(tmp_path):
   merged = json.loads((tmp_path / "reproduction.json").read_text())
   assert merged["han2015_lenet300"] == {"test_error_mean": 0.0174}  # kept
   assert merged[row.name]["test_error_mean"] == pytest.approx(0.028)  # replaced
+
+
+def test_a_cited_row_without_its_results_file_keeps_its_earlier_result(tmp_path):
+  row = next(r for r in reproduce.ROWS if r.cited is not None)
+  old = {row.name: {"test_error_mean": 0.023}}
+  (tmp_path / "reproduction.json").write_text(json.dumps(old))
+  _main("--rows", row.name, "--out", str(tmp_path))  # no --dynamic-results
+  assert json.loads((tmp_path / "reproduction.json").read_text()) == old

@@ -186,12 +186,16 @@ def tie_noise(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   return ((u - 0.5) * jnp.float32(math.sqrt(12.0))).reshape(shape)
 
 
+def _check_noise_std(noise_std: float) -> None:
+  if not noise_std >= 0:
+    raise ValueError(f"noise_std must be >= 0; got {noise_std!r}, e.g. 1e-5 (or 0 for none).")
+
+
 def _drop_noise(leaves: list, masks: list, key: jax.Array | None, noise_std: float) -> list:
   """Per-leaf ``noise_std · tie_noise`` from `drop_keys` (``None`` without key or std)."""
+  _check_noise_std(noise_std)
   if key is None or not noise_std:
     return [None] * len(leaves)
-  if noise_std < 0:
-    raise ValueError(f"noise_std must be >= 0; got {noise_std!r}, e.g. 1e-5 (or 0 for none).")
   keys = drop_keys(key, len(leaves))
   return [
     None if m is None else noise_std * tie_noise(k, jnp.shape(p))
@@ -305,6 +309,7 @@ def rigl_criterion(
     >>> c.name, c.needs, c.regrow
     ('rigl', ('grads', 'masks', 'step', 'key'), True)
   """
+  _check_noise_std(noise_std)
   fraction = cosine(alpha, end)
 
   def fn(params, *, grads, masks, step, key, **extras):
@@ -326,6 +331,7 @@ def set_criterion(
     >>> set_criterion(0.3, end=7500).needs
     ('masks', 'step', 'key')
   """
+  _check_noise_std(noise_std)
   fraction = cosine(alpha, end)
 
   def fn(params, *, masks, step, key, **extras):

@@ -156,8 +156,8 @@ def neurons(params: PyTree) -> dict[str, dict[str, int]]:
   for path, kernel, la in _paths.pairs(params, GATE):
     if la.ndim != 1 or tuple(la.shape) == tuple(kernel.shape):
       continue  # per-weight gates
-    layer = path.rsplit("/", 1)[0] if "/" in path else path
-    out[layer] = {"total": int(la.shape[0]), "remaining": int(jnp.sum(gate_open(la)))}
+    left = int(jnp.sum(gate_open(la)))
+    out[path.rsplit("/", 1)[0]] = {"total": int(la.shape[0]), "remaining": left}
   return out
 
 

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxprune import dynamic, structures
@@ -141,6 +142,11 @@ def test_negative_noise_std_is_rejected():
   params, masks = {"k": jnp.ones(4)}, {"k": jnp.ones(4, bool)}
   with pytest.raises(ValueError, match="noise_std must be >= 0"):
     dynamic.set_scores(params, masks=masks, step=0, key=jax.random.key(0), noise_std=-1.0)
+  with pytest.raises(ValueError, match="noise_std must be >= 0"):  # even with no key to use
+    dynamic.drop_grow.rigl_scores(params, grads=params, masks=masks, step=0, noise_std=-1.0)
+  for make in (dynamic.rigl, dynamic.set_):  # at construction, before any update
+    with pytest.raises(ValueError, match="noise_std must be >= 0"):
+      make(optax.sgd(0.1), 0.5, end=100, noise_std=float("nan"))
 
 
 def test_dropped_weight_with_largest_gradient_is_regrown_and_stays_active():
