@@ -215,6 +215,11 @@ class StreamedBatches:
         f"StreamedBatches needs num_workers >= 0 and prefetch >= 1, got num_workers="
         f"{num_workers}, prefetch={prefetch}; e.g. --config.data.num_workers=4."
       )
+    if group_bytes < 1:
+      raise ValueError(
+        f"StreamedBatches needs group_bytes >= 1 (a group is at least one batch anyway), got "
+        f"{group_bytes}; e.g. group_bytes=2**21."
+      )
     if process_index is None or process_count is None:
       import jax
 

@@ -197,3 +197,16 @@ def test_grain_workers_give_the_in_process_batches_on_real_mnist(tmp_path):
   np.testing.assert_array_equal(next(workers)["label"], next(inline)["label"])
   inline.close()
   workers.close()
+
+
+@pytest.mark.parametrize(
+  "kwargs, match",
+  [
+    ({"num_workers": -1}, "num_workers >= 0"),
+    ({"prefetch": 0}, "prefetch >= 1"),
+    ({"group_bytes": 0}, "group_bytes >= 1"),
+  ],
+)
+def test_streamed_batches_rejects_settings_it_cannot_use(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    jdata.StreamedBatches(jdata.load("digits", "train"), 32, **kwargs)
