@@ -6,6 +6,7 @@ sparsity is learned, not set: the ``"log_alpha"`` criterion keeps a weight while
 log α = log σ² − log θ² < 3, and the masks follow it every epoch (``pruning.sparsity`` is
 not used by a threshold criterion). Compression keeps climbing with longer training and
 the learning-rate decay: 100 epochs is a full run (see benchmarks/RESULTS.md).
+``--config.model.name=lenet5`` trains LeNet-5-Caffe with variational conv and dense layers.
 """
 
 from pathlib import Path

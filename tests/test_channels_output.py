@@ -56,6 +56,7 @@ def test_prune_outputs_opts_in():
     ("lenet300100", {}),
     ("lenet300100", {"layer": "variational"}),
     ("lenet5", {}),
+    ("lenet5", {"layer": "variational"}),
     ("vgg_small", {}),
     ("resnet20", {}),
     ("vit_small", {}),

@@ -338,6 +338,39 @@ def test_learned_sparsity_trains_with_its_penalty_in_the_loop(tmp_path, layer, p
     assert pruned > 0
 
 
+def test_variational_lenet5_trains_with_masks_on_its_four_kernels(mock_tfds, tmp_path):
+  # The sparse VD LeNet-5-Caffe row of the reproduction table: conv and dense kernels carry
+  # log sigma^2 and masks that follow log alpha; the log sigma^2 stay dense.
+  overrides = {
+    "model.name": "lenet5",
+    "data.data_dir": mock_tfds("mnist", 48),
+    "data.fallback": "",
+    "train.num_steps": 3,
+    "train.batch_size": 8,
+    "train.eval_batch_size": 16,
+    "train.eval_every_epochs": 1000.0,
+    "pruning.frozen_step": False,  # one compiled step
+    "report.plots": False,
+    "report.progress": False,
+    "report.tensorboard": False,
+  }
+  config = load_config("variational_dropout", overrides)
+  summary = train_and_evaluate(config, tmp_path / "run", verbose=False)
+  assert summary["dataset"] == "mnist" and summary["steps"] == 3
+  assert summary["flops_dense"] == 2_293_000 and np.isfinite(summary["test_loss"])
+  kernels = sorted(n for n, v in summary["layers"].items() if len(v["shape"]) > 1)
+  assert kernels == ["Conv_0/kernel", "Conv_1/kernel", "Dense_0/kernel", "Dense_1/kernel"]
+  state = load_state(config, tmp_path / "run")
+  masks = jaxprune.masks_of(state.opt_state)
+  assert bool(np.all(masks["Conv_1"]["log_sigma2"]))
+  init = experiment.build(config, verbose=False).create_state().params
+  crit = jaxprune.criteria.get("log_alpha")
+  expected = np.asarray(crit.fn(init)["Conv_1"]["kernel"]) >= crit.threshold
+  assert expected.shape == (5, 5, 20, 50) and 0 < expected.sum() < expected.size
+  np.testing.assert_array_equal(masks["Conv_1"]["kernel"], expected)
+  assert (np.asarray(state.params["Conv_1"]["kernel"])[~expected] == 0.0).all()
+
+
 def test_an_evaluation_stops_a_run_whose_pruned_weights_are_not_zero(tmp_path, monkeypatch):
   # A transformation after masked (here one halving its updates) leaves pruned weights at
   # half their value; the first evaluation after pruning must stop the run and say why.

@@ -61,6 +61,28 @@ def test_lenet5_caffe_has_431080_params_and_an_800_input_dense_layer():
   assert params["Dense_0"]["kernel"].shape == (800, 500)
 
 
+def test_variational_lenet5_is_the_caffe_lenet5_at_evaluation_and_noisy_in_training():
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((3, 28, 28, 1)), jnp.float32)
+  vd = models.get_model("lenet5", 10, layer="variational")
+  variables = vd.init(jax.random.key(0), x[:1])
+  params = variables["params"]
+  assert sorted(params["Conv_0"]) == ["bias", "kernel", "log_sigma2"]
+  assert params["Conv_0"]["log_sigma2"].shape == (5, 5, 1, 20)
+  # With log sigma^2 = -40 every log alpha is < 3, so evaluation is the plain LeNet-5 with
+  # the same weights; at -10 the smallest weights (|w| < e^-6.5) already have log alpha >= 3.
+  plain = {k: {n: v for n, v in layer.items() if n != "log_sigma2"} for k, layer in params.items()}
+  want = models.get_model("lenet5", 10).apply({"params": plain}, x)
+  quiet = jax.tree_util.tree_map_with_path(
+    lambda p, v: jnp.full_like(v, -40.0) if p[-1].key == "log_sigma2" else v, variables
+  )
+  np.testing.assert_allclose(vd.apply(quiet, x), want, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(vd.apply(variables, x), want, atol=1e-4)  # small weights dropped
+  noisy = [vd.apply(variables, x, train=True, rngs={"dropout": jax.random.key(s)}) for s in (1, 2)]
+  assert not np.allclose(noisy[0], noisy[1])  # local reparameterisation noise per key
+  with pytest.raises(ValueError, match="'dense' or 'variational'.*layer=variational"):
+    models.get_model("lenet5", 10, layer="l0").init(jax.random.key(0), x[:1])
+
+
 @pytest.mark.parametrize(
   "name, shape",
   [

@@ -1,7 +1,7 @@
 """The classic pruning benchmarks: LeNet-300-100, LeNet-5 (Caffe) and a small VGG.
 
 Every model takes images ``[B, H, W, C]`` and a ``train`` keyword (used only by the
-variational and L0 layers of LeNet-300-100, accepted so a trainer calls all models the same
+variational and L0 layers of the LeNets, accepted so a trainer calls all models the same
 way) and returns logits ``[B, num_classes]``.
 """
 
@@ -96,6 +96,10 @@ class LeNet5Caffe(nn.Module):
 
   Attributes:
     num_classes: Size of the output layer.
+    layer: ``"dense"`` (``nn.Conv`` and ``nn.Dense``) or ``"variational"`` for
+      `jaxprune.bayes.VariationalConv` and `jaxprune.bayes.VariationalDense` layers
+      (sparse variational dropout on every weight; noise from the ``"dropout"`` stream in
+      training). Parameter paths are the same (``Conv_0`` ... ``Dense_1``) either way.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -103,21 +107,40 @@ class LeNet5Caffe(nn.Module):
     >>> variables = model.init(jax.random.key(0), jnp.ones((1, 28, 28, 1)))
     >>> variables["params"]["Dense_0"]["kernel"].shape
     (800, 500)
+    >>> vd = LeNet5Caffe(layer="variational").init(jax.random.key(0), jnp.ones((1, 28, 28, 1)))
+    >>> vd["params"]["Conv_1"]["log_sigma2"].shape
+    (5, 5, 20, 50)
   """
 
   num_classes: int = 10
+  layer: str = "dense"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    del train
     check_images(x, "LeNet5Caffe")
-    x = nn.Conv(20, (5, 5), padding="VALID")(x)
+    if self.layer == "dense":
+      conv = lambda features, name: nn.Conv(features, (5, 5), padding="VALID", name=name)
+      dense = lambda features, name: nn.Dense(features, name=name)
+    elif self.layer == "variational":
+      conv = lambda features, name: functools.partial(
+        bayes.VariationalConv(features, (5, 5), padding="VALID", name=name),
+        deterministic=not train,
+      )
+      dense = lambda features, name: functools.partial(
+        bayes.VariationalDense(features, name=name), deterministic=not train
+      )
+    else:
+      raise ValueError(
+        f"LeNet5Caffe.layer must be 'dense' or 'variational', got {self.layer!r}; e.g. "
+        "--config.model.kwargs.layer=variational (L0 gates exist for lenet300100 only)."
+      )
+    x = conv(20, "Conv_0")(x)
     x = nn.max_pool(x, (2, 2), strides=(2, 2))
-    x = nn.Conv(50, (5, 5), padding="VALID")(x)
+    x = conv(50, "Conv_1")(x)
     x = nn.max_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape((x.shape[0], -1))
-    x = nn.relu(nn.Dense(500)(x))
-    return nn.Dense(self.num_classes)(x)
+    x = nn.relu(dense(500, "Dense_0")(x))
+    return dense(self.num_classes, "Dense_1")(x)
 
 
 class VGGSmall(nn.Module):
