@@ -86,6 +86,7 @@ def test_write_replaces_only_the_marked_section_with_rows_lottery_and_commands(t
         reproduce.ROWS[0],
         [{"test_error": e, "validation_error": 0.02, "compression": 11.8} for e in (0.015, 0.017)],
       ),
+      "curve": [{"step": 900, "epoch": 1.0, "validation_error": 0.031, "sparsity": 0.5}],
     },
     "frankle2019_lenet300": {
       "chosen": {},
@@ -112,6 +113,8 @@ def test_write_replaces_only_the_marked_section_with_rows_lottery_and_commands(t
   assert "7.0% of weights: ticket 1.80 ± 0.10%; reinit 3.30 ± 0.10%; random 4.00" in lot[2]
   assert "| 12 | 7.0% | 1.80 ± 0.10% (stop 3000) | 3.30 ± 0.10% (stop 3000) |" in written
   assert "- `snip2019_lenet5`: `python -m jaxprune.train --config configs/snip.py" in written
+  assert "Validation curve, Han et al. 2015, LeNet-300-100, 12×" in written
+  assert "| 1 | 900 | 3.10% | 50.00% |" in written
   png = reproduce.plot(results, tmp_path / "reproduction.png")
   assert png.stat().st_size > 10_000
 
@@ -174,3 +177,36 @@ def test_a_cited_row_without_its_results_file_keeps_its_earlier_result(tmp_path)
   (tmp_path / "reproduction.json").write_text(json.dumps(old))
   _main("--rows", row.name, "--out", str(tmp_path))  # no --dynamic-results
   assert json.loads((tmp_path / "reproduction.json").read_text()) == old
+
+
+def test_curve_averages_the_evaluations_all_seeds_reached(tmp_path):
+  def write(seed, records):
+    d = tmp_path / f"seed_{seed}"
+    d.mkdir()
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return d
+
+  a = write(
+    0,
+    [
+      {"step": 50, "epoch": 0.5, "sparsity": 0.5},
+      {"step": 100, "epoch": 1.0, "validation_accuracy": 0.9, "sparsity": 0.6},
+      {"step": 200, "epoch": 2.0, "validation_accuracy": 0.96},  # sparsity as last logged
+    ],
+  )
+  b = write(
+    1,
+    [
+      {"step": 100, "epoch": 1.0, "validation_accuracy": 0.8, "sparsity": 0.8},
+      {"step": 200, "epoch": 2.0, "validation_accuracy": 0.98, "sparsity": 0.9},
+      {"step": 300, "epoch": 3.0, "validation_accuracy": 0.99, "sparsity": 0.9},  # b only
+    ],
+  )
+  points = reproduce.curve([a, b])
+  assert [p["step"] for p in points] == [100, 200]
+  assert points[0]["validation_error"] == pytest.approx(0.15)
+  assert points[1]["sparsity"] == pytest.approx(0.75)
+  assert reproduce.curve([a, tmp_path / "missing"]) == []
+  many = [{"step": s, "epoch": s / 10, "validation_error": 0.1, "sparsity": 0.5} for s in range(25)]
+  table = reproduce.curve_table(many, rows=5).splitlines()
+  assert len(table) == 2 + 5 and table[-1].startswith("| 2.4 | 24 |")
