@@ -23,7 +23,8 @@ def get_config() -> ml_collections.ConfigDict:
   """VGG-16-BN / CIFAR-10, SGD + momentum, step decay, 160 epochs, SNIP at 95%."""
   config = load_config(Path(__file__).with_name("cifar10_resnet20.py"))
   config.model.name = "vgg16"  # 13 conv-BN-ReLU layers, 5 max-pools, linear classifier.
-  config.model.kwargs = ml_collections.ConfigDict({"hidden": ()})  # No hidden dense layers.
+  # No hidden dense layers; 64 channels in the first stage (VGG-16's widths).
+  config.model.kwargs = ml_collections.ConfigDict({"hidden": (), "width": 64})
   config.optimizer.weight_decay = 5e-4  # L2 added to the gradient.
   config.pruning.sparsity = 0.95  # 5% of the weights remain.
   config.pruning.criterion = "snip"  # Connection sensitivity |g·w| on the first batch.

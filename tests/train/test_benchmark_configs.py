@@ -69,9 +69,14 @@ def test_resnet56_by_name_with_the_same_recipe(mock_tfds):
 
 @pytest.mark.slow(seconds=38)
 def test_cifar10_vgg16_config_prunes_with_snip_at_the_first_step(mock_tfds, tmp_path):
-  _, summary = _run("cifar10_vgg16", "cifar10", mock_tfds, tmp_path)
-  assert summary["model"] == "vgg16"
+  # All 13 conv-BN layers and 5 pools, at 1/8 of the width (the full model's parameter
+  # count is checked in the model tests).
+  _, summary = _run("cifar10_vgg16", "cifar10", mock_tfds, tmp_path, **{"model.kwargs.width": 8})
+  assert summary["model"] == "vgg16" and summary["params_total"] == VGG16_WIDTH8
   assert summary["sparsity"] == pytest.approx(0.95, abs=1e-3)
+
+
+VGG16_WIDTH8 = 231_746  # 9·25,560 conv weights + 1,056 BatchNorm scales and biases + 650 head
 
 
 def _full_model(config_name, mock_tfds):

@@ -60,6 +60,8 @@ class VGG16(nn.Module):
   Attributes:
     num_classes: Size of the output layer.
     hidden: Widths of the dense layers before the classifier, e.g. ``(512, 512)``.
+    width: Channels of the first stage (64 in VGG-16); every stage scales with it
+      (``width=32`` is half as wide throughout).
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -68,21 +70,31 @@ class VGG16(nn.Module):
     >>> variables = jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, 32, 32, 3)))
     >>> count_params(variables["params"])
     14724042
+    >>> narrow = jax.eval_shape(VGG16(width=8).init, jax.random.key(0), jnp.ones((1, 32, 32, 3)))
+    >>> narrow["params"]["conv13"]["kernel"].shape
+    (3, 3, 64, 64)
   """
 
   num_classes: int = 10
   hidden: Sequence[int] = ()
+  width: int = 64
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     check_images(x, "VGG16")
+    if self.width < 1:
+      raise ValueError(
+        f"VGG16.width must be a positive channel count, got {self.width!r}; e.g. "
+        "--config.model.kwargs.width=32 for half width."
+      )
     i = 0
     for item in VGG16_CONFIG:
       if item == "M":
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
         continue
       i += 1
-      x = nn.Conv(item, (3, 3), padding="SAME", use_bias=False, name=f"conv{i}")(x)
+      features = max(item * self.width // 64, 1)
+      x = nn.Conv(features, (3, 3), padding="SAME", use_bias=False, name=f"conv{i}")(x)
       x = nn.relu(_norm(train, f"bn{i}")(x))
     x = x.reshape((x.shape[0], -1))
     for j, width in enumerate(self.hidden, start=1):
