@@ -389,7 +389,7 @@ def curve_table(points: Sequence[dict[str, float]], rows: int = 10) -> str:
   """
   picks = sorted({round(i * (len(points) - 1) / max(rows - 1, 1)) for i in range(rows)})
   lines = ["| epoch | step | validation error | weights pruned |", "|---|---|---|---|"]
-  for p in (points[i] for i in picks if i < len(points)):
+  for p in (points[i] for i in picks):
     lines.append(
       f"| {p['epoch']:g} | {p['step']} | {100 * p['validation_error']:.2f}% | "
       f"{100 * p['sparsity']:.2f}% |"
@@ -514,13 +514,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         results[row.name] = found
       print(f"# {row.name}: from {row.cited[0]} ({'found' if found else 'missing'})")
       continue
-    if row.config is None or args.dry_run:
+    if args.dry_run:
       print(f"# {row.name}: {row.paper}, {row.setting}")
       grid = itertools.product(*row.grid.values()) if row.grid else ()
       points = [dict(zip(row.grid, v, strict=True)) for v in grid]
       for point in points:  # Seed 0 of each grid point; the lowest validation error is chosen.
         print(shlex.join(command(row, args.out / row.name / "grid" / _tag(point), point)))
-      for seed in seeds if row.config else []:
+      for seed in seeds:
         if points and seed == 0:
           continue  # The chosen grid point's run.
         extra = {**dict.fromkeys(row.grid, "CHOSEN"), "seed": seed}

@@ -35,6 +35,9 @@ TINY = {
 }
 
 
+VGG16_WIDTH8 = 231_746  # 9·25,560 conv weights + 1,056 BatchNorm scales and biases + 650 head
+
+
 def _run(config_name, dataset, mock_tfds, tmp_path, num_examples=48, **changes):
   """Trains 3 steps of ``config_name`` on ``num_examples`` mock examples per split."""
   data_dir = mock_tfds(dataset, num_examples)
@@ -74,9 +77,6 @@ def test_cifar10_vgg16_config_prunes_with_snip_at_the_first_step(mock_tfds, tmp_
   _, summary = _run("cifar10_vgg16", "cifar10", mock_tfds, tmp_path, **{"model.kwargs.width": 8})
   assert summary["model"] == "vgg16" and summary["params_total"] == VGG16_WIDTH8
   assert summary["sparsity"] == pytest.approx(0.95, abs=1e-3)
-
-
-VGG16_WIDTH8 = 231_746  # 9·25,560 conv weights + 1,056 BatchNorm scales and biases + 650 head
 
 
 def _full_model(config_name, mock_tfds):

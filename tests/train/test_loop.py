@@ -297,6 +297,28 @@ def test_the_wanda_config_prunes_every_output_neuron_alike_in_the_loop(tmp_path)
     assert (mask.sum(axis=0) == kept).all(), name  # the same count in every output neuron
 
 
+def _masks_are_the_threshold_at_init(config, workdir) -> tuple[int, int]:
+  """Asserts that the run's masks are exactly its criterion's threshold on the initial
+  params (a run whose only mask update is at step 0) and that its params are 0.0 wherever
+  they prune; returns the number of masked leaves checked and of entries pruned."""
+  init = experiment.build(config, verbose=False).create_state().params
+  crit = jaxprune.criteria.get(config.pruning.criterion)
+  state = load_state(config, workdir)
+  masks, scores = jaxprune.masks_of(state.opt_state), crit.fn(init)
+  checked, pruned = 0, 0
+  for mask, score, param in zip(
+    jax.tree.leaves(masks),
+    jax.tree.leaves(scores, is_leaf=lambda x: x is None),
+    jax.tree.leaves(state.params),
+    strict=True,
+  ):
+    if score is not None:
+      np.testing.assert_array_equal(mask, np.asarray(score) >= crit.threshold)
+      assert (np.asarray(param)[~np.asarray(mask)] == 0.0).all()
+      checked, pruned = checked + 1, pruned + int((~np.asarray(mask)).sum())
+  return checked, pruned
+
+
 @pytest.mark.parametrize("layer, penalty", [("variational", "kl"), ("l0", "l0")])
 def test_learned_sparsity_trains_with_its_penalty_in_the_loop(tmp_path, layer, penalty):
   overrides = small(
@@ -316,23 +338,7 @@ def test_learned_sparsity_trains_with_its_penalty_in_the_loop(tmp_path, layer, p
   kernels = [name for name, v in summary["layers"].items() if len(v["shape"]) > 1]
   assert len(kernels) == 3 and summary["flops_dense"] == 50_200  # the bayes layers counted
   assert np.isfinite(summary["test_loss"]) and summary["steps"] == 12
-  # The masks are exactly the learned threshold on the params of the update (the initial
-  # ones), and the trained params are 0.0 wherever they prune.
-  init = experiment.build(config, verbose=False).create_state().params
-  crit = jaxprune.criteria.get(config.pruning.criterion)
-  state = load_state(config, tmp_path)
-  masks, scores = jaxprune.masks_of(state.opt_state), crit.fn(init)
-  checked, pruned = 0, 0
-  for mask, score, param in zip(
-    jax.tree.leaves(masks),
-    jax.tree.leaves(scores, is_leaf=lambda x: x is None),
-    jax.tree.leaves(state.params),
-    strict=True,
-  ):
-    if score is not None:
-      np.testing.assert_array_equal(mask, np.asarray(score) >= crit.threshold)
-      assert (np.asarray(param)[~np.asarray(mask)] == 0.0).all()
-      checked, pruned = checked + 1, pruned + int((~np.asarray(mask)).sum())
+  checked, pruned = _masks_are_the_threshold_at_init(config, tmp_path)
   assert checked == 3  # the three kernels
   if penalty == "kl":  # weights this small at initialisation already have log alpha >= 3
     assert pruned > 0
@@ -360,15 +366,12 @@ def test_variational_lenet5_trains_with_masks_on_its_four_kernels(mock_tfds, tmp
   assert summary["flops_dense"] == 2_293_000 and np.isfinite(summary["test_loss"])
   kernels = sorted(n for n, v in summary["layers"].items() if len(v["shape"]) > 1)
   assert kernels == ["Conv_0/kernel", "Conv_1/kernel", "Dense_0/kernel", "Dense_1/kernel"]
-  state = load_state(config, tmp_path / "run")
-  masks = jaxprune.masks_of(state.opt_state)
+  checked, pruned = _masks_are_the_threshold_at_init(config, tmp_path / "run")
+  assert checked == 4  # the four kernels
+  masks = jaxprune.masks_of(load_state(config, tmp_path / "run").opt_state)
   assert bool(np.all(masks["Conv_1"]["log_sigma2"]))
-  init = experiment.build(config, verbose=False).create_state().params
-  crit = jaxprune.criteria.get("log_alpha")
-  expected = np.asarray(crit.fn(init)["Conv_1"]["kernel"]) >= crit.threshold
-  assert expected.shape == (5, 5, 20, 50) and 0 < expected.sum() < expected.size
-  np.testing.assert_array_equal(masks["Conv_1"]["kernel"], expected)
-  assert (np.asarray(state.params["Conv_1"]["kernel"])[~expected] == 0.0).all()
+  kept = np.asarray(masks["Conv_1"]["kernel"])
+  assert kept.shape == (5, 5, 20, 50) and 0 < kept.sum() < kept.size and pruned > 0
 
 
 def test_an_evaluation_stops_a_run_whose_pruned_weights_are_not_zero(tmp_path, monkeypatch):

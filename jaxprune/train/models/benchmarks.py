@@ -93,7 +93,7 @@ class VGG16(nn.Module):
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
         continue
       i += 1
-      features = max(item * self.width // 64, 1)
+      features = item * self.width // 64  # >= width: every stage has >= 64 channels
       x = nn.Conv(features, (3, 3), padding="SAME", use_bias=False, name=f"conv{i}")(x)
       x = nn.relu(_norm(train, f"bn{i}")(x))
     x = x.reshape((x.shape[0], -1))
