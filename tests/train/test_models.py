@@ -289,3 +289,13 @@ def test_flops_requires_the_variables_dict():
   model, variables = _built("lenet300100", MNIST)
   with pytest.raises(ValueError, match="'params' collection.*Dense_0"):
     models.flops_per_example(model, variables["params"], MNIST)
+
+
+def test_vgg16_width_scales_every_stage_and_refuses_a_non_positive_width():
+  narrow = jax.eval_shape(
+    models.get_model("vgg16", 10, width=8).init, jax.random.key(0), jnp.ones((1, *CIFAR))
+  )["params"]
+  channels = [narrow[f"conv{i}"]["kernel"].shape[-1] for i in range(1, 14)]
+  assert channels == [8, 8, 16, 16, 32, 32, 32, 64, 64, 64, 64, 64, 64]
+  with pytest.raises(ValueError, match="positive channel count, got 0.*width=32"):
+    models.get_model("vgg16", 10, width=0).init(jax.random.key(0), jnp.ones((1, *CIFAR)))
