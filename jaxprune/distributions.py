@@ -73,11 +73,20 @@ class ERK(Uniform):
     sizes = jnp.array([float(np.prod(leaves[i].shape)) for i in idx], jnp.float32)
     raw = jnp.array([self.raw(tuple(leaves[i].shape)) for i in idx], jnp.float32)
     keep_total = (1.0 - jnp.asarray(sparsity, jnp.float32)) * jnp.sum(sizes)
-    dense = jnp.zeros(len(idx), bool)
-    for _ in range(len(idx)):  # at most one new dense layer is needed per round
+
+    def solve(dense):
       budget = keep_total - jnp.sum(jnp.where(dense, sizes, 0.0))
-      eps = budget / jnp.maximum(jnp.sum(jnp.where(dense, 0.0, raw * sizes)), 1e-30)
-      dense = dense | (eps * raw > 1.0)
+      return budget / jnp.maximum(jnp.sum(jnp.where(dense, 0.0, raw * sizes)), 1e-30)
+
+    def round_(_, carry):  # at most one new dense layer is needed per round
+      dense, _ = carry
+      eps = solve(dense)
+      return dense | (eps * raw > 1.0), eps
+
+    # One compiled round, looped (unrolled, the rounds grew the program with the leaf count).
+    dense, eps = jax.lax.fori_loop(
+      0, len(idx), round_, (jnp.zeros(len(idx), bool), jnp.float32(0.0))
+    )
     density = jnp.where(dense, 1.0, jnp.clip(eps * raw, 0.0, 1.0))
     for j, i in enumerate(idx):
       out[i] = 1.0 - density[j]

@@ -19,7 +19,8 @@ from jaxprune import distributions, structures
 from jaxprune._tree import leaves_with_paths
 from jaxprune.criteria.registry import Criterion
 from jaxprune.groups.structure import BoundGroups, Groups
-from jaxprune.masks import num_to_keep, topk_mask
+from jaxprune.masks import num_to_keep, num_to_keep_many, topk_mask
+from jaxprune.segments import topk_masks
 
 PyTree = Any
 
@@ -117,10 +118,22 @@ class Plan:
     targets = self.distribution.targets(
       list(self.paths), leaves, list(self.prunable), sparsity, target
     )
-    return [
-      self.structure.make(jnp.asarray(s).reshape(x.shape), t) if on else None
-      for s, x, t, on in zip(score_leaves, leaves, targets, active, strict=True)
+    if not getattr(self.structure, "batched", False):  # a structure with its own selection
+      return [
+        self.structure.make(jnp.asarray(s).reshape(x.shape), t) if on else None
+        for s, x, t, on in zip(score_leaves, leaves, targets, active, strict=True)
+      ]
+    # Ranked units of every leaf (entries, tiles, channels) go through one batched selection.
+    on = [i for i, a in enumerate(active) if a]
+    units = [
+      self.structure.units(jnp.asarray(score_leaves[i]).reshape(leaves[i].shape)) for i in on
     ]
+    counts = num_to_keep_many([u.size for u in units], [targets[i] for i in on])
+    keeps = topk_masks(units, counts)
+    out: list[jax.Array | None] = [None] * len(leaves)
+    for i, keep in zip(on, keeps, strict=True):
+      out[i] = self.structure.expand(keep, tuple(leaves[i].shape))
+    return out
 
   def _select_global(self, leaves, score_leaves, active, sparsity):
     flat = []

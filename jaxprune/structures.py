@@ -53,6 +53,17 @@ class Unstructured:
           f"shape {shape}; use an axis in [{-len(shape)}, {len(shape) - 1}], e.g. within=-1."
         )
 
+  @property
+  def batched(self) -> bool:
+    """Whether `Plan.select` may rank this structure's `units` of all leaves together."""
+    return self.within is None
+
+  def units(self, scores: jax.Array) -> jax.Array:
+    return scores
+
+  def expand(self, keep: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    return keep.reshape(shape)
+
   def make(self, scores: jax.Array, sparsity: jax.Array | float) -> jax.Array:
     if self.within is None:
       return topk_mask(scores, num_to_keep(scores.size, sparsity))
@@ -125,19 +136,28 @@ class Block:
         "dividing those axes or leave this leaf dense with a distribution mapping."
       )
 
-  def make(self, scores: jax.Array, sparsity: jax.Array | float) -> jax.Array:
+  batched = True
+
+  def units(self, scores: jax.Array) -> jax.Array:
+    """The mean score of every tile."""
     lead = scores.shape[: scores.ndim - len(self.shape)]
     tail = scores.shape[len(lead) :]
     split = []
     for d, b in zip(tail, self.shape, strict=True):
       split += [d // b, b]
     tiles = scores.astype(jnp.float32).reshape(*lead, *split)
-    inner_axes = tuple(len(lead) + 2 * i + 1 for i in range(len(self.shape)))
-    tile_scores = jnp.mean(tiles, axis=inner_axes)
-    keep = topk_mask(tile_scores, num_to_keep(math.prod(tile_scores.shape), sparsity))
+    return jnp.mean(tiles, axis=tuple(len(lead) + 2 * i + 1 for i in range(len(self.shape))))
+
+  def expand(self, keep: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    lead = len(shape) - len(self.shape)
     for i, b in enumerate(self.shape):
-      keep = jnp.repeat(keep, b, axis=len(lead) + i)
+      keep = jnp.repeat(keep, b, axis=lead + i)
     return keep
+
+  def make(self, scores: jax.Array, sparsity: jax.Array | float) -> jax.Array:
+    tile_scores = self.units(scores)
+    keep = topk_mask(tile_scores, num_to_keep(math.prod(tile_scores.shape), sparsity))
+    return self.expand(keep, scores.shape)
 
 
 HEAD_NAMES = ("head", "lm_head", "classifier", "logits", "output", "out")
@@ -226,12 +246,23 @@ class Channels:
       )
     return kept
 
-  def make(self, scores: jax.Array, sparsity: jax.Array | float) -> jax.Array:
+  batched = True
+
+  def units(self, scores: jax.Array) -> jax.Array:
+    """The mean score of every channel."""
     axis = self.axis % scores.ndim
     reduce = tuple(i for i in range(scores.ndim) if i != axis)
-    per_channel = jnp.mean(scores.astype(jnp.float32), axis=reduce)
+    return jnp.mean(scores.astype(jnp.float32), axis=reduce)
+
+  def expand(self, keep: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    axis = self.axis % len(shape)
+    reduce = tuple(i for i in range(len(shape)) if i != axis)
+    return jnp.broadcast_to(jnp.expand_dims(keep, reduce), shape)
+
+  def make(self, scores: jax.Array, sparsity: jax.Array | float) -> jax.Array:
+    per_channel = self.units(scores)
     keep = topk_mask(per_channel, num_to_keep(per_channel.size, sparsity))
-    return jnp.broadcast_to(jnp.expand_dims(keep, reduce), scores.shape)
+    return self.expand(keep, scores.shape)
 
 
 Structure = Unstructured | NOfM | Block | Channels
