@@ -23,6 +23,10 @@ compression, ours and the papers').
   python benchmarks/reproduce.py --write --dynamic-results runs/dynamic_mnist/results.json
 
 Where a row trains fewer iterations than its paper (CPU time), its ``deviations`` say so.
+
+Every run trains on its row's dataset or not at all: the runs are started without the
+trainer's fallback to ``digits`` (`NO_FALLBACK`), a finished run found on another dataset
+is refused, and `aggregate` checks ``summary["dataset"]`` of every run it averages.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class Row:
       ``results.json`` (``--dynamic-results``) instead of a rerun.
     paper_neurons: for neuron-pruning rows, the paper's neurons left per layer, e.g.
       ``"219-214-100"`` (the runs report theirs as mean ± sd per layer).
+    dataset: the dataset every run of the row must have trained on.
   """
 
   name: str
@@ -86,11 +91,14 @@ class Row:
   curve: bool = False
   cited: tuple[str, str] | None = None
   paper_neurons: str = ""
+  dataset: str = "mnist"
 
 
 # Every run: no per-run plots, TensorBoard events or progress bar (CPU time; the table and
 # its plot are the outputs).
 QUIET = {"report.plots": False, "report.tensorboard": False, "report.progress": False}
+# Every run: a dataset that is not prepared is an error, never a run on the fallback digits.
+NO_FALLBACK = {"data.fallback": ""}
 LENET300 = {"model.name": "lenet300100"}
 LENET5 = {"model.name": "lenet5"}
 LOTTERY_STEPS = 5_000  # Iterations per lottery round (the paper: 50,000).
@@ -297,25 +305,55 @@ def command(row: Row, workdir: Path, extra: dict[str, Any]) -> list[str]:
     >>> cmd = command(row, Path("runs/x"), {"seed": 1})
     >>> cmd[:5], cmd[-1], "--config.optimizer.decay_epochs=(46.2962962962963,)" in cmd
     (['python', '-m', 'jaxprune.train', '--config', 'configs/snip.py'], '--config.seed=1', True)
+    >>> "--config.data.fallback=" in cmd  # no fallback to digits
+    True
   """
-  flags = [f"--config.{k}={_value(v)}" for k, v in {**QUIET, **row.overrides, **extra}.items()]
+  settings = {**QUIET, **NO_FALLBACK, **row.overrides, **extra}
+  flags = [f"--config.{k}={_value(v)}" for k, v in settings.items()]
   config = f"configs/{row.config}.py"
   return ["python", "-m", "jaxprune.train", "--config", config, "--workdir", str(workdir)] + flags
 
 
+def check_dataset(row: Row, summary: dict[str, Any], where: str) -> None:
+  """Refuses a run (``summary.json`` or ``lottery.json``) on another dataset than ``row``'s.
+
+  Example:
+    >>> check_dataset(ROWS[0], {"dataset": "mnist"}, "runs/x")
+    >>> check_dataset(ROWS[0], {"dataset": "digits"}, "runs/x")
+    Traceback (most recent call last):
+    ...
+    ValueError: runs/x trained on 'digits', but han2015_lenet300 reports 'mnist' results; ...
+  """
+  got = summary.get("dataset")
+  if got != row.dataset:
+    raise ValueError(
+      f"{where} trained on {got!r}, but {row.name} reports {row.dataset!r} results; a run "
+      f"that fell back to another dataset never enters the table. Prepare {row.dataset!r} "
+      f"(python -m jaxprune.data prepare {row.dataset} --from DIR, see the README's Data "
+      "section), remove that run's folder and run the row again."
+    )
+
+
 def run_one(row: Row, workdir: Path, extra: dict[str, Any]) -> dict[str, Any]:
-  """Trains (or resumes) one run in-process; returns its summary (lottery: lottery.json)."""
+  """Trains (or resumes) one run in-process; returns its summary (lottery: lottery.json).
+
+  The run never falls back to another dataset (`NO_FALLBACK`), and a finished run on
+  another dataset than ``row.dataset`` is refused (`check_dataset`).
+  """
   from jaxprune.train import lottery
   from jaxprune.train.config import load_config
   from jaxprune.train.loop import train_and_evaluate
 
-  config = load_config(row.config, {**QUIET, **row.overrides, **extra})
-  if "lottery" in config:
-    return lottery.run(config, workdir)
+  config = load_config(row.config, {**QUIET, **NO_FALLBACK, **row.overrides, **extra})
   summary = workdir / "summary.json"
-  if summary.is_file():
-    return json.loads(summary.read_text())
-  return train_and_evaluate(config, workdir, verbose=False)
+  if "lottery" in config:
+    result = lottery.run(config, workdir)
+  elif summary.is_file():
+    result = json.loads(summary.read_text())
+  else:
+    result = train_and_evaluate(config, workdir, verbose=False)
+  check_dataset(row, result, str(workdir))
+  return result
 
 
 def _tag(point: dict[str, Any]) -> str:
@@ -404,8 +442,10 @@ def _sd(x: np.ndarray) -> float:
 def aggregate(row: Row, summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
   """Mean ± sd (ddof=1) of test and validation error and compression over seeds.
 
+  Every summary must be of a run on ``row.dataset`` (`check_dataset`).
+
   Example:
-    >>> runs = [{"test_error": e, "validation_error": e, "compression": 10.0}
+    >>> runs = [{"test_error": e, "validation_error": e, "compression": 10.0, "dataset": "mnist"}
     ...         for e in (0.01, 0.02, 0.03)]
     >>> agg = aggregate(ROWS[0], runs)
     >>> round(agg["test_error_mean"], 4), round(agg["test_error_sd"], 4), agg["seeds"]
@@ -419,6 +459,8 @@ def aggregate(row: Row, summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
     >>> agg["neurons_mean"], agg["neurons_sd"], agg["neurons_total"], agg["architectures"]
     ([5.0], [1.0], [9], ['4', '5', '6'])
   """
+  for i, summary in enumerate(summaries):
+    check_dataset(row, summary, f"run {i} of {row.name}")
   if row.lottery_weights:
     from jaxprune.train import lottery
 

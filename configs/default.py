@@ -20,9 +20,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.data_dir = (
     ""  # TFDS data directory; "" = $JAXPRUNE_DATA_DIR or ~/tensorflow_datasets.
   )
-  config.data.source_dir = ""  # IDX files to prepare from; "" = auto-detect ../shared/data/mnist.
+  # IDX files to prepare from; "" = <data_dir>/downloads/manual/<name>, or for MNIST the
+  # checkout's ../shared/data/mnist (never relative to the working directory).
+  config.data.source_dir = ""
   config.data.download = False  # Allow downloading the dataset if not prepared (needs network).
-  config.data.fallback = "digits"  # Used, with a notice, if `name` is unavailable; "" = fail.
+  # Used, with a notice, if `name` is a known dataset that is not prepared; "" = fail. An
+  # unknown (e.g. misspelt) name is always an error.
+  config.data.fallback = "digits"
   # On the fallback, fields configs/<this>.py sets differently from this file replace the ones
   # a config left at their default (run length, schedule, intervals); "" = keep them all.
   config.data.fallback_config = "digits"

@@ -63,6 +63,47 @@ def test_dry_run_prints_grid_points_then_seeds_for_every_row(tmp_path):
   assert not (tmp_path / "reproduction.json").exists()
 
 
+def test_every_command_turns_the_fallback_to_digits_off(tmp_path):
+  lines = _main("--dry-run", "--seeds", "0,1", "--out", str(tmp_path))
+  commands = [ln for ln in lines if ln.startswith("python -m jaxprune.train")]
+  assert len(commands) > 10
+  assert all(" --config.data.fallback= " in ln for ln in commands)
+
+
+def test_a_run_without_its_dataset_fails_instead_of_training_digits(tmp_path, monkeypatch):
+  from jaxprune.data import DatasetNotPreparedError, preparation
+  from jaxprune.train import input_pipeline
+
+  monkeypatch.setattr(input_pipeline, "find_source_dir", lambda name, data_dir=None: None)
+  monkeypatch.setattr(preparation, "find_source_dir", lambda name, data_dir=None: None)
+  extra = {"data.data_dir": str(tmp_path / "tfds"), "train.num_steps": 2, "seed": 0}
+  for name in ("han2015_lenet300", "frankle2019_lenet300"):
+    row = next(r for r in reproduce.ROWS if r.name == name)
+    with pytest.raises(DatasetNotPreparedError, match="prepare mnist"):
+      reproduce.run_one(row, tmp_path / name, extra)
+    assert not (tmp_path / name / "summary.json").exists()
+    assert not (tmp_path / name / "lottery.json").exists()
+
+
+def test_runs_on_another_dataset_never_reach_the_table(tmp_path):
+  row = reproduce.ROWS[0]
+  run = {"test_error": 0.02, "validation_error": 0.02, "compression": 10.0}
+  # A finished run that fell back (an earlier version, or --config.data.fallback=digits).
+  workdir = tmp_path / "seed_1"
+  workdir.mkdir()
+  (workdir / "summary.json").write_text(json.dumps({**run, "dataset": "digits"}))
+  with pytest.raises(ValueError, match=r"seed_1 trained on 'digits', but han2015_lenet300"):
+    reproduce.run_one(row, workdir, {"seed": 1})
+  with pytest.raises(ValueError, match=r"run 1 of han2015_lenet300 trained on 'digits'"):
+    reproduce.aggregate(row, [{**run, "dataset": "mnist"}, {**run, "dataset": "digits"}])
+  with pytest.raises(ValueError, match=r"trained on None"):  # a summary that does not say
+    reproduce.aggregate(row, [run])
+  lottery_row = next(r for r in reproduce.ROWS if r.lottery_weights)
+  with pytest.raises(ValueError, match=r"trained on 'digits'"):
+    reproduce.aggregate(lottery_row, [{"dataset": "digits", "rounds": []}])
+  assert reproduce.aggregate(row, [{**run, "dataset": "mnist"}])["test_error_mean"] == 0.02
+
+
 def test_unknown_rows_are_refused_with_the_valid_names(capsys):
   with pytest.raises(SystemExit):
     reproduce.main(["--dry-run", "--rows", "han2015"])
@@ -84,7 +125,10 @@ def test_write_replaces_only_the_marked_section_with_rows_lottery_and_commands(t
       "grid": {"learning_rate=0.001": 0.019, "learning_rate=0.003": 0.021},
       **reproduce.aggregate(
         reproduce.ROWS[0],
-        [{"test_error": e, "validation_error": 0.02, "compression": 11.8} for e in (0.015, 0.017)],
+        [
+          {"test_error": e, "validation_error": 0.02, "compression": 11.8, "dataset": "mnist"}
+          for e in (0.015, 0.017)
+        ],
       ),
       "curve": [{"step": 900, "epoch": 1.0, "validation_error": 0.031, "sparsity": 0.5}],
     },
@@ -145,6 +189,7 @@ def test_the_l0_row_reports_neurons_left_per_layer_beside_the_papers():
         for i, (t, k) in enumerate(zip((784, 300, 100), left, strict=True))
       },
       "architecture": "-".join(map(str, left)),
+      "dataset": "mnist",
     }
     for e, left in ((0.014, (220, 210, 100)), (0.016, (224, 214, 98)))
   ]

@@ -1,8 +1,14 @@
-"""Command line: ``python -m jaxprune.data prepare mnist --from DIR [--data-dir D]``.
+"""Command line: ``python -m jaxprune.data prepare mnist [--from DIR] [--data-dir D]``.
+
+Without ``--from`` the IDX files are looked for in ``<data dir>/downloads/manual/<name>``
+(and, for MNIST, ``../shared/data/mnist`` next to the checkout), so the same command works
+from any working directory.
 
 Example:
   python -m jaxprune.data prepare mnist --from ../shared/data/mnist
   python -m jaxprune.data prepare fashion_mnist --from ~/fashion --data-dir /data/tfds
+  JAXPRUNE_DATA_DIR=/data/tfds python -m jaxprune.data prepare mnist  # IDX files in
+                                                  # /data/tfds/downloads/manual/mnist
   python -m jaxprune.data status mnist
 """
 
@@ -12,7 +18,14 @@ import argparse
 import sys
 import time
 
-from jaxprune.data.preparation import dataset_dir, default_data_dir, is_prepared, prepare
+from jaxprune.data.preparation import (
+  dataset_dir,
+  default_data_dir,
+  find_source_dir,
+  is_prepared,
+  prepare,
+  source_dirs,
+)
 from jaxprune.data.specs import SPECS
 
 _TFDS_NAMES = sorted(name for name, spec in SPECS.items() if spec.from_idx)
@@ -25,8 +38,12 @@ def _parser() -> argparse.ArgumentParser:
   commands = parser.add_subparsers(dest="command", required=True)
   prep = commands.add_parser("prepare", help="build a TFDS dataset (array_record) from IDX files")
   prep.add_argument("name", choices=_TFDS_NAMES)
-  source = prep.add_mutually_exclusive_group(required=True)
-  source.add_argument("--from", dest="source_dir", help="folder with the four IDX(.gz) files")
+  source = prep.add_mutually_exclusive_group()
+  source.add_argument(
+    "--from",
+    dest="source_dir",
+    help="folder with the four IDX(.gz) files (default: <data dir>/downloads/manual/<name>)",
+  )
   source.add_argument("--download", action="store_true", help="download the IDX files instead")
   prep.add_argument("--data-dir", help=f"TFDS data directory (default: {default_data_dir()})")
   prep.add_argument("--overwrite", action="store_true", help="rebuild even if already prepared")
@@ -45,9 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.name}: {word} in {dataset_dir(args.name, args.data_dir)}")
     return 0 if prepared else 1
   start = time.perf_counter()
+  source = args.source_dir
+  if source is None and not args.download:
+    source = find_source_dir(args.name, args.data_dir)
+    if source is None:
+      looked = ", ".join(str(p) for p in source_dirs(args.name, args.data_dir))
+      print(
+        f"error: no IDX files of {args.name} found (looked in {looked}); put them in the "
+        f"first folder or pass --from DIR (or --download where the network is reachable)",
+        file=sys.stderr,
+      )
+      return 2
   try:
     folder = prepare(
-      args.name, args.source_dir, args.data_dir, download=args.download, overwrite=args.overwrite
+      args.name, source, args.data_dir, download=args.download, overwrite=args.overwrite
     )
   except (FileNotFoundError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)

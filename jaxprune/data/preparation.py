@@ -19,7 +19,7 @@ from jaxprune.data.specs import DatasetSpec, get_spec
 
 DATA_DIR_ENV = "JAXPRUNE_DATA_DIR"
 
-# Where the MNIST IDX files sit relative to a project checkout or the working directory.
+# Where the MNIST IDX files sit relative to the project checkout.
 _SHARED_MNIST = Path("..") / "shared" / "data" / "mnist"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 # How TFDS names shard files unless dataset_info.json says otherwise.
@@ -180,18 +180,49 @@ def is_prepared(name: str, data_dir: str | os.PathLike | None = None) -> bool:
   return find_prepared(name, data_dir) is not None
 
 
-def find_source_dir(name: str) -> Path | None:
-  """Returns a local folder with the IDX files of ``name``, if one is found, else None.
+def manual_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
+  """``<data_dir>/downloads/manual/<name>``: where IDX files put by hand are found.
 
-  Looks at ``../shared/data/mnist`` relative to the working directory and to the
-  project checkout (MNIST only).
+  This is TFDS's folder for files downloaded by hand, inside the data directory, so it is
+  found from any working directory (``$JAXPRUNE_DATA_DIR`` or ``--config.data.data_dir``).
+
+  Example:
+    >>> manual_dir("mnist", "/data/tfds")
+    PosixPath('/data/tfds/downloads/manual/mnist')
+  """
+  return _resolve(data_dir) / "downloads" / "manual" / name
+
+
+def source_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+  """The folders searched, in order, for the IDX files of ``name`` (none relative to the cwd).
+
+  `manual_dir` of the data directory, then for MNIST ``../shared/data/mnist`` next to the
+  project checkout. Datasets jaxprune does not prepare from IDX files have none.
+
+  Example:
+    >>> [p.as_posix() for p in source_dirs("fashion_mnist", "/data/tfds")]
+    ['/data/tfds/downloads/manual/fashion_mnist']
+    >>> source_dirs("cifar10", "/data/tfds")
+    []
+  """
+  from jaxprune.data.specs import SPECS
+
+  if name not in SPECS or not SPECS[name].from_idx:
+    return []
+  found = [manual_dir(name, data_dir)]
+  if name == "mnist":
+    found.append((_REPO_ROOT / _SHARED_MNIST).resolve())
+  return found
+
+
+def find_source_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
+  """Returns the first of `source_dirs` that holds every IDX file of ``name``, else None.
+
+  The result does not depend on the working directory.
   """
   from jaxprune.data.builders import has_idx_files
 
-  if name != "mnist":
-    return None
-  for base in (Path.cwd(), _REPO_ROOT):
-    candidate = (base / _SHARED_MNIST).resolve()
+  for candidate in source_dirs(name, data_dir):
     if has_idx_files(get_spec(name), candidate):
       return candidate
   return None
@@ -276,9 +307,11 @@ def ensure_prepared(
 ) -> None:
   """Makes sure ``name`` is prepared in ``data_dir``, from local files, failing fast otherwise.
 
-  In order: return if prepared; else prepare from ``source_dir`` or, for MNIST, from an
-  auto-detected ``../shared/data/mnist``; else download if ``download=True``; else
-  raise at once with the command that prepares it.
+  In order: return if prepared; else prepare from ``source_dir`` or from the first of
+  `source_dirs` that holds the IDX files (``<data_dir>/downloads/manual/<name>``, and for
+  MNIST ``../shared/data/mnist`` next to the checkout; never relative to the working
+  directory); else download if ``download=True``; else raise at once with the command
+  that prepares it.
 
   Args:
     name: the dataset name.
@@ -298,11 +331,11 @@ def ensure_prepared(
   if not get_spec(name, data_dir).from_idx:
     _ensure_tfds(name, data_dir, download=download)
     return
-  source = Path(source_dir) if source_dir is not None else find_source_dir(name)
+  source = Path(source_dir) if source_dir is not None else find_source_dir(name, data_dir)
   if source is not None or download:
     prepare(name, source, data_dir, download=download and source is None)
     return
-  looked = " (looked in ../shared/data/mnist)" if name == "mnist" else ""
+  looked = f" (looked in {', '.join(os.fspath(p) for p in source_dirs(name, data_dir))})"
   raise DatasetNotPreparedError(
     f"Dataset {name!r} is not prepared in {os.fspath(_resolve(data_dir))!r} and no IDX "
     f"files were found{looked}. Prepare it from the four IDX "

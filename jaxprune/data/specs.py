@@ -8,6 +8,7 @@ prepared: `spec_from_tfds` reads its shape, classes and splits from the prepared
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 
 import numpy as np
@@ -188,13 +189,32 @@ def get_spec(name: str, data_dir: str | os.PathLike | None = None) -> DatasetSpe
 
   folder = find_prepared(name, data_dir)
   if folder is None:
+    example = closest_name(name) or "mnist"
     raise ValueError(
       f"Unknown dataset {name!r}: it is not one of {sorted(SPECS)}, nor a TFDS dataset "
-      f"prepared in the data directory. Prepare it once with `tfds build {name} "
-      "--file_format=array_record --data_dir DIR` and pass --config.data.data_dir=DIR, "
-      "or pick a known one, e.g. jaxprune.data.load('mnist', 'train')."
+      f"prepared in the data directory.{did_you_mean(name)} Prepare it once with `tfds "
+      f"build {name} --file_format=array_record --data_dir DIR` and pass "
+      f"--config.data.data_dir=DIR, or pick a known one, e.g. "
+      f"jaxprune.data.load({example!r}, 'train')."
     )
   return spec_from_tfds(name, folder)
+
+
+def closest_name(name: str) -> str | None:
+  """The name in `SPECS` closest to a misspelt ``name``, or None if none is close.
+
+  Example:
+    >>> closest_name("mnsit"), closest_name("cifar-10"), closest_name("svhn")
+    ('mnist', 'cifar10', None)
+  """
+  found = difflib.get_close_matches(name.lower(), sorted(SPECS), n=1, cutoff=0.6)
+  return found[0] if found else None
+
+
+def did_you_mean(name: str) -> str:
+  """`` Did you mean 'mnist'?`` for a misspelt ``name`` (with a leading space), else ``""``."""
+  close = closest_name(name)
+  return f" Did you mean {close!r}?" if close else ""
 
 
 def spec_from_tfds(name: str, folder: str | os.PathLike) -> DatasetSpec:

@@ -1,11 +1,14 @@
 """Choosing the dataset a run trains on, offline first, and loading its train and test splits.
 
+A name jaxprune does not know (not in `jaxprune.data.specs.SPECS`, nor a TFDS dataset
+prepared in the data directory) is an error naming the closest known one (`check_name`).
 For a TFDS dataset (``"mnist"``, ``"fashion_mnist"``) in order: use it if it is prepared
 in the data directory; else prepare it from local IDX files (``config.data.source_dir``,
-or for MNIST an auto-detected ``../shared/data/mnist``); else download it if the config
-allows (``config.data.download``); else fall back to ``config.data.fallback`` (the bundled
-``"digits"``) with a printed notice, or fail at once with the command that prepares it.
-Nothing here can start a download the config did not ask for.
+else ``<data dir>/downloads/manual/<name>`` or, for MNIST, ``../shared/data/mnist`` next
+to the checkout; see `jaxprune.data.preparation.source_dirs`); else download it if the
+config allows (``config.data.download``); else fall back to ``config.data.fallback`` (the
+bundled ``"digits"``) with a printed notice, or fail at once with the command that
+prepares it. Nothing here can start a download the config did not ask for.
 
 In-memory datasets can also live on the device whole (`device_arrays`): the loop then
 feeds only example indices (`Indices`) and gathers each batch inside the jitted step
@@ -25,7 +28,12 @@ import ml_collections
 import numpy as np
 
 import jaxprune.data as jdata
-from jaxprune.data.preparation import find_source_dir
+from jaxprune.data.preparation import (
+  build_command,
+  find_source_dir,
+  prepare_command,
+  source_dirs,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,31 +64,94 @@ def _needs_files(name: str) -> bool:
   return name not in SPECS or SPECS[name].needs_preparation
 
 
+def _tfds_knows(name: str) -> bool:
+  """Whether TFDS has a builder for ``name`` (``"name"`` or ``"name/config"``)."""
+  import tensorflow_datasets as tfds
+
+  try:
+    tfds.builder_cls(name.split("/")[0])
+  except Exception:  # tfds raises DatasetNotFoundError (and others for odd names)
+    return False
+  return True
+
+
+def check_name(data: ml_collections.ConfigDict) -> None:
+  """Refuses a dataset name that is neither known to jaxprune nor a prepared TFDS dataset.
+
+  Known names are those of `jaxprune.data.specs.SPECS`; any other name must be a TFDS
+  dataset prepared in the data directory (or one TFDS can build, with ``download``). A
+  misspelt name is never replaced by the fallback dataset.
+
+  Args:
+    data: ``config.data``.
+
+  Raises:
+    ValueError: naming the known datasets and the closest one.
+
+  Example:
+    >>> import ml_collections
+    >>> check_name(ml_collections.ConfigDict(dict(name="mnist", data_dir="", download=False)))
+    >>> check_name(ml_collections.ConfigDict(dict(name="mnsit", data_dir="", download=False)))
+    Traceback (most recent call last):
+    ...
+    ValueError: config.data.name='mnsit' is not a dataset ... Did you mean 'mnist'? ...
+  """
+  from jaxprune.data.preparation import find_prepared
+  from jaxprune.data.specs import SPECS, closest_name, did_you_mean
+
+  name, data_dir = data.name, data.data_dir or None
+  if name in SPECS or find_prepared(name, data_dir) is not None:
+    return
+  if data.get("download") and _tfds_knows(name):
+    return
+  where = data_dir or os.fspath(jdata.default_data_dir())
+  raise ValueError(
+    f"config.data.name={name!r} is not a dataset jaxprune knows ({sorted(SPECS)}) nor a "
+    f"TFDS dataset prepared in {where!r}.{did_you_mean(name)} Use e.g. "
+    f"--config.data.name={closest_name(name) or 'mnist'}; for another TFDS dataset, prepare "
+    f"it first (tfds build {name} --file_format=array_record --data_dir {where}) or pass "
+    "--config.data.download=True where the network is reachable."
+  )
+
+
 def resolve(data: ml_collections.ConfigDict) -> tuple[str, str | None]:
   """Returns ``(dataset name to use, notice or None)``, preparing the dataset if possible.
+
+  Only a known dataset (`check_name`) that is not prepared falls back to ``data.fallback``.
 
   Args:
     data: ``config.data`` (``name``, ``data_dir``, ``source_dir``, ``download``,
       ``fallback``).
 
   Raises:
+    ValueError: if the name is unknown (`check_name`).
     jaxprune.data.DatasetNotPreparedError: if the dataset is unavailable and there is no
       fallback; the message shows the command that prepares it.
   """
+  from jaxprune.data.specs import SPECS
+
   name = data.name
+  check_name(data)
   if not _needs_files(name):
     return name, None
   data_dir = data.data_dir or None
   source = data.source_dir or None
-  offline_source = source is not None or find_source_dir(name) is not None
-  if not (offline_source or data.download or jdata.is_prepared(name, data_dir)) and data.fallback:
+  offline_source = source is not None or find_source_dir(name, data_dir) is not None
+  if (
+    name in SPECS
+    and not (offline_source or data.download or jdata.is_prepared(name, data_dir))
+    and data.fallback
+  ):
     where = data_dir or os.fspath(jdata.default_data_dir())
-    looked = " (looked in ../shared/data/mnist)" if name == "mnist" else ""
+    looked = ", ".join(os.fspath(p) for p in source_dirs(name, data_dir))
+    looked = f" (looked in {looked})" if looked else ""
+    idx = SPECS[name].from_idx
+    command = prepare_command(name, where) if idx else build_command(name, where)
     notice = (
-      f"NOTICE: dataset {name!r} is not prepared in {where!r} and no IDX files were found"
-      f"{looked}; training on {data.fallback!r} instead. To use "
-      f"{name!r}: python -m jaxprune.data prepare {name} --from DIR --data-dir {where}, "
-      f"or --config.data.download=True where the network is reachable."
+      f"NOTICE: dataset {name!r} is not prepared in {where!r}"
+      f"{' and no IDX files were found' if idx else ''}{looked}; training on "
+      f"{data.fallback!r} instead. To use {name!r}: {command}, or "
+      "--config.data.download=True where the network is reachable."
     )
     return data.fallback, notice
   jdata.ensure_prepared(name, data_dir, source, download=bool(data.download))

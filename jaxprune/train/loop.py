@@ -101,10 +101,10 @@ def train_and_evaluate(
   """
   wall_start = time.perf_counter()
   workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   main_process = jax.process_index() == 0  # the one that writes files and prints
   verbose = verbose and main_process
   exp = experiment.build(config, verbose=verbose)
+  workdir.mkdir(parents=True, exist_ok=True)  # after build: a refused config leaves no folder
   config = exp.config  # on the fallback dataset, with its settings, if it fell back
   splits, model, lr = exp.splits, exp.model, exp.learning_rate
   train_ds, test_ds, val_ds = splits.train, splits.test, splits.validation

@@ -53,6 +53,7 @@ from jaxprune.train.state import create_train_state
 
 PyTree = Any
 CONTROLS = ("reinit", "random")
+DISTRIBUTIONS = ("layerwise", "global")
 
 
 def cumulative_sparsity(rate: float, round_: int) -> float:
@@ -127,8 +128,8 @@ def next_masks(
     groups.append(({p: named[p] for p in rest}, s_rest, "global"))
   else:
     raise ValueError(
-      f"Unknown config.lottery.distribution {lottery.distribution!r}; expected 'layerwise' "
-      "or 'global', e.g. --config.lottery.distribution=layerwise."
+      f"Unknown config.lottery.distribution {lottery.distribution!r}; expected one of "
+      f"{DISTRIBUTIONS}, e.g. --config.lottery.distribution=layerwise."
     )
   for group, sparsity, dist in groups:
     if sparsity > 0 and group:
@@ -214,18 +215,140 @@ def round_config(
   return out
 
 
-def _check(config: ml_collections.ConfigDict) -> None:
+# Fields every round sets itself (`round_config`): a lottery config leaves them at these
+# values; another value would be overridden, so it is refused with the setting to use.
+SET_BY_ROUNDS: dict[str, tuple[Any, str]] = {
+  "pruning.enabled": (
+    True,
+    "every round trains with its masks (round 0 with all-True ones); "
+    "--config.lottery.rounds=0 trains the dense network alone",
+  ),
+  "pruning.sparsity": (
+    0.0,
+    "round r's sparsity is 1 - (1 - lottery.rate) ** r (lottery.output_rate for "
+    "lottery.output_layer); set --config.lottery.rate and --config.lottery.rounds instead",
+  ),
+  "pruning.initial_masks": (
+    "",
+    "each round's masks come from pruning the round before; to train once from given masks "
+    "use configs/default.py with --config.pruning.initial_masks=FILE --config.pruning.sparsity=0",
+  ),
+  "model.initial_params": (
+    "",
+    "round 0 starts from the initialisation of --config.seed and the later rounds rewind to "
+    "it (or to step k of round 0 with --config.lottery.rewind_step=k)",
+  ),
+  "train.start_step": (
+    0,
+    "round 0 starts at step 0 and the later rounds at the rewind step; set "
+    "--config.lottery.rewind_step=k instead",
+  ),
+}
+# Fields no round reads: masks are fixed within a round and pruned by magnitude between
+# rounds. A value other than configs/default.py's would be ignored, so it is refused.
+NOT_READ: dict[str, str] = {
+  "pruning.criterion": "the rounds prune by the magnitude of the trained weights",
+  "pruning.schedule": (
+    "masks are fixed within a round; the sparsity grows from round to round by "
+    "--config.lottery.rate"
+  ),
+  "pruning.distribution": (
+    "the rounds prune each layer by its own rate, or with one threshold with "
+    "--config.lottery.distribution=global (--config.pruning.dense=REGEX keeps layers dense)"
+  ),
+  "pruning.structure": "the rounds prune single weights",
+  "pruning.scoring_temperature": "magnitude pruning scores no loss",
+  "pruning.seed": (
+    "magnitude pruning draws nothing; the random control's masks are drawn from --config.seed"
+  ),
+}
+
+
+def _field(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  node = config
+  for name in dotted.split("."):
+    node = node[name]
+  return node.to_dict() if isinstance(node, ml_collections.ConfigDict) else node
+
+
+def _differences(value: Any, default: Any, dotted: str) -> list[str]:
+  """``["dotted.field=value", ...]`` where ``value`` (a field or a dict of them) differs."""
+  if isinstance(default, dict):
+    return [
+      item
+      for key in default
+      for item in _differences(value.get(key, default[key]), default[key], f"{dotted}.{key}")
+    ]
+  return [] if value == default else [f"{dotted}={value!r}"]
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """Refuses a lottery config the run cannot follow, before anything is trained or written.
+
+  Checks the ``lottery`` block (rates, rounds, distribution, rewind step, controls), and
+  that the settings every round sets itself (`SET_BY_ROUNDS`) and those no round reads
+  (`NOT_READ`) are left as configs/lottery.py has them: another value would be silently
+  overridden or ignored. `check_experiment` adds the checks that need the model and data.
+
+  Args:
+    config: a config with a ``lottery`` block.
+
+  Raises:
+    ValueError: naming the setting, why the lottery cannot use it, and the flag to use.
+
+  Example:
+    >>> from jaxprune.train.config import load_config
+    >>> check(load_config("lottery"))
+    >>> check(load_config("lottery", {"pruning.sparsity": 0.5}))
+    Traceback (most recent call last):
+    ...
+    ValueError: A lottery run sets config.pruning.sparsity itself; got 0.5, which it would ...
+  """
   lot = config.lottery
   if not config.checkpoint.enabled:
     raise ValueError(
       "A lottery run resumes from its rounds' checkpoints; got config.checkpoint.enabled="
       "False. Use --config.checkpoint.enabled=True."
     )
+  for dotted, (expected, why) in SET_BY_ROUNDS.items():
+    value = _field(config, dotted)
+    if value != expected:
+      raise ValueError(
+        f"A lottery run sets config.{dotted} itself; got {value!r}, which it would "
+        f"override: {why}. Leave --config.{dotted}={expected!r} (as configs/lottery.py has it)."
+      )
+  from jaxprune.train.config import load_config
+
+  default = load_config("default")
+  for dotted, why in NOT_READ.items():
+    changed = _differences(_field(config, dotted), _field(default, dotted), dotted)
+    if changed:
+      raise ValueError(
+        f"A lottery run does not read config.{dotted}; got {', '.join(changed)}, which it "
+        f"would ignore: {why}. Leave config.{dotted} at configs/lottery.py's value "
+        f"({_field(default, dotted)!r})."
+      )
   if not 0.0 < float(lot.rate) < 1.0 or not 0.0 <= float(lot.output_rate) < 1.0:
     raise ValueError(
       f"config.lottery.rate={lot.rate} and output_rate={lot.output_rate} are fractions of "
       "the remaining weights removed per round; expected 0 < rate < 1 and 0 <= output_rate "
       "< 1, e.g. --config.lottery.rate=0.2 --config.lottery.output_rate=0.1."
+    )
+  if int(lot.rounds) != lot.rounds or int(lot.rounds) < 0:
+    raise ValueError(
+      f"config.lottery.rounds={lot.rounds!r} counts the pruning rounds after the dense one; "
+      "expected an integer >= 0, e.g. --config.lottery.rounds=15."
+    )
+  if lot.distribution not in DISTRIBUTIONS:
+    raise ValueError(
+      f"Unknown config.lottery.distribution {lot.distribution!r}; expected one of "
+      f"{DISTRIBUTIONS}, e.g. --config.lottery.distribution=layerwise."
+    )
+  if int(lot.rewind_step) != lot.rewind_step or int(lot.rewind_step) < 0:
+    raise ValueError(
+      f"config.lottery.rewind_step={lot.rewind_step!r} is the step of round 0 the later rounds "
+      "rewind to; expected an integer >= 0 (0 = initialisation), e.g. "
+      "--config.lottery.rewind_step=0."
     )
   unknown = [c for c in _controls(lot) if c not in CONTROLS]
   if unknown:
@@ -249,6 +372,38 @@ def _check(config: ml_collections.ConfigDict) -> None:
         f"last one (config.lottery.rounds={lot.rounds}); expected rounds in 1..{lot.rounds}, "
         f"e.g. --config.lottery.{name}_rounds={lot.rounds}."
       )
+
+
+def check_experiment(
+  config: ml_collections.ConfigDict, paths: Sequence[str], total_steps: int
+) -> None:
+  """The checks of a lottery config that need its model and data, before round 0 trains.
+
+  Args:
+    config: the lottery config.
+    paths: the pruned leaves (`prunable_paths`).
+    total_steps: the length of each round in steps (`jaxprune.train.experiment.Experiment`).
+
+  Raises:
+    ValueError: if ``lottery.output_layer`` matches no pruned leaf, or
+      ``lottery.rewind_step`` is not a step of the run.
+
+  Example:
+    >>> from jaxprune.train.config import load_config
+    >>> config = load_config("lottery", {"lottery.rewind_step": 100})
+    >>> check_experiment(config, ["Dense_0/kernel", "Dense_2/kernel"], total_steps=100)
+    Traceback (most recent call last):
+    ...
+    ValueError: config.lottery.rewind_step=100 is not a step of round 0's 100 steps; ...
+  """
+  _rates(config.lottery, paths)
+  rewind_step = int(config.lottery.rewind_step)
+  if not 0 <= rewind_step < total_steps:
+    raise ValueError(
+      f"config.lottery.rewind_step={rewind_step} is not a step of round 0's {total_steps} "
+      f"steps; expected 0 to {total_steps - 1}, e.g. --config.lottery.rewind_step=0 "
+      "(rewind to initialisation), or lengthen the rounds (--config.train.num_steps)."
+    )
 
 
 def _controls(lot: ml_collections.ConfigDict) -> list[str]:
@@ -320,7 +475,11 @@ def run(
     counts, and for the ticket and each control its test and validation error and
     early-stopping step.
   """
-  _check(config)
+  check(config)
+  # Every setting is checked before anything is trained or written.
+  dense = experiment.build(config, verbose=False)
+  shapes = jax.eval_shape(dense.create_state).params
+  check_experiment(config, prunable_paths(dense.config, shapes), dense.total_steps)
   workdir = Path(workdir)
   lot = config.lottery
   rewind_step = int(lot.rewind_step)
@@ -333,7 +492,6 @@ def run(
 
   masks0 = workdir / "round_0" / "masks.npz"
   if not masks0.is_file():
-    shapes = jax.eval_shape(experiment.build(config, verbose=False).create_state).params
     export.save_tree(masks0, jax.tree.map(lambda x: np.ones(x.shape, bool), shapes))
   cfg0 = round_config(config, masks0, None)
   exp0 = experiment.build(cfg0, verbose=verbose)

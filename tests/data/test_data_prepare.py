@@ -147,15 +147,58 @@ def test_ensure_prepared_uses_the_source_dir(synthetic_mnist, tmp_path):
   assert len(tfds.data_source("mnist", split="train", data_dir=tmp_path / "tfds")) == 50
 
 
-def test_ensure_prepared_finds_shared_mnist_next_to_the_working_directory(
+def test_shared_mnist_is_found_next_to_the_checkout_never_next_to_the_working_directory(
   tmp_path, monkeypatch, write_mnist_like
 ):
   write_mnist_like(tmp_path / "shared" / "data" / "mnist", sizes=(("train", 6), ("test", 3)))
   (tmp_path / "work").mkdir()
+  (tmp_path / "other" / "deep").mkdir(parents=True)
+  # ../shared/data/mnist is next to the working directory only: not a source.
   monkeypatch.chdir(tmp_path / "work")
-  monkeypatch.setattr(preparation_lib, "_REPO_ROOT", tmp_path / "elsewhere")
+  monkeypatch.setattr(preparation_lib, "_REPO_ROOT", tmp_path / "elsewhere" / "checkout")
+  assert preparation_lib.find_source_dir("mnist", tmp_path / "tfds") is None
+  with pytest.raises(DatasetNotPreparedError, match="looked in"):
+    ensure_prepared("mnist", tmp_path / "tfds")
+  # Next to the checkout it is found from any working directory.
+  monkeypatch.setattr(preparation_lib, "_REPO_ROOT", tmp_path / "checkout")
+  monkeypatch.chdir(tmp_path / "other" / "deep")
+  assert preparation_lib.find_source_dir("mnist") == tmp_path / "shared" / "data" / "mnist"
   ensure_prepared("mnist", tmp_path / "tfds")
   assert len(tfds.data_source("mnist", split="test", data_dir=tmp_path / "tfds")) == 3
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_idx_files_in_the_data_dirs_manual_folder_prepare_from_any_working_directory(
+  tmp_path, monkeypatch, write_mnist_like, name
+):
+  data_dir = tmp_path / "tfds"
+  manual = data_dir / "downloads" / "manual" / name
+  write_mnist_like(manual, sizes=(("train", 6), ("test", 3)))
+  monkeypatch.setattr(preparation_lib, "_REPO_ROOT", tmp_path / "checkout")
+  (tmp_path / "anywhere").mkdir()
+  monkeypatch.chdir(tmp_path / "anywhere")
+  monkeypatch.setenv("JAXPRUNE_DATA_DIR", str(data_dir))
+  assert preparation_lib.manual_dir(name) == manual
+  assert preparation_lib.source_dirs(name, data_dir)[0] == manual
+  assert preparation_lib.find_source_dir(name) == manual
+  ensure_prepared(name)  # the data directory comes from the environment
+  assert is_prepared(name, data_dir)
+  assert len(tfds.data_source(name, split="test", data_dir=data_dir)) == 3
+  assert not (tmp_path / "anywhere" / "downloads").exists()  # nothing next to the cwd
+
+
+def test_command_line_prepares_from_the_manual_folder_without_from(
+  tmp_path, monkeypatch, write_mnist_like, capsys
+):
+  data_dir = tmp_path / "tfds"
+  monkeypatch.setattr(preparation_lib, "_REPO_ROOT", tmp_path / "checkout")
+  monkeypatch.chdir(tmp_path)
+  assert cli_main(["prepare", "mnist", "--data-dir", str(data_dir)]) == 2
+  err = capsys.readouterr().err
+  assert f"looked in {data_dir / 'downloads' / 'manual' / 'mnist'}" in err and "--from" in err
+  write_mnist_like(data_dir / "downloads" / "manual" / "mnist", sizes=(("train", 6), ("test", 3)))
+  assert cli_main(["prepare", "mnist", "--data-dir", str(data_dir)]) == 0
+  assert is_prepared("mnist", data_dir)
 
 
 def test_command_line_prepares_and_reports(synthetic_mnist, tmp_path, capsys):

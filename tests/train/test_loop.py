@@ -164,8 +164,8 @@ def test_mask_update_steps_follow_the_schedule():
 
 def test_mnist_without_files_falls_back_to_digits_with_a_notice(tmp_path, monkeypatch, capsys):
   # As on a machine without ../shared/data/mnist.
-  monkeypatch.setattr(input_pipeline, "find_source_dir", lambda name: None)
-  monkeypatch.setattr(preparation, "find_source_dir", lambda name: None)
+  monkeypatch.setattr(input_pipeline, "find_source_dir", lambda name, data_dir=None: None)
+  monkeypatch.setattr(preparation, "find_source_dir", lambda name, data_dir=None: None)
   data = load_config("default", {"data.data_dir": str(tmp_path / "tfds")}).data
   splits = input_pipeline.load_splits(data)
   assert splits.name == "digits" and "NOTICE" in splits.notice
@@ -177,11 +177,47 @@ def test_mnist_without_files_falls_back_to_digits_with_a_notice(tmp_path, monkey
   assert not (tmp_path / "tfds").exists()  # nothing was downloaded or written
 
 
+def test_an_unknown_dataset_name_is_an_error_not_a_run_on_the_fallback(tmp_path, monkeypatch):
+  monkeypatch.setattr(input_pipeline, "find_source_dir", lambda name, data_dir=None: None)
+  monkeypatch.setattr(preparation, "find_source_dir", lambda name, data_dir=None: None)
+  overrides = small(data__name="mnsit", data__data_dir=str(tmp_path / "tfds"), train__num_steps=2)
+  config = load_config("default", overrides)
+  assert config.data.fallback == "digits"  # the fallback is on, and not used for a typo
+  with pytest.raises(ValueError, match="config.data.name='mnsit' is not a dataset") as info:
+    train_and_evaluate(config, tmp_path / "mnsit", verbose=False)
+  message = str(info.value)
+  assert "'fashion_mnist', " in message and "'mnist'" in message  # the known names
+  assert "Did you mean 'mnist'? Use e.g. --config.data.name=mnist" in message
+  assert not (tmp_path / "mnsit").exists()  # no workdir named after the dataset asked for
+  assert not (tmp_path / "tfds").exists()
+
+
+def test_only_known_or_prepared_dataset_names_pass(tmp_path):
+  data = load_config("default", {"data.data_dir": str(tmp_path)}).data
+
+  def check(name, download=False):
+    with data.unlocked():
+      data.name, data.download = name, download
+    input_pipeline.check_name(data)
+
+  for name in ("mnist", "fashion_mnist", "cifar10", "digits"):
+    check(name)  # known, prepared or not
+  with pytest.raises(ValueError, match="'svhn_cropped' is not a dataset"):
+    check("svhn_cropped")  # a TFDS name neither prepared nor to be downloaded
+  check("svhn_cropped", download=True)  # TFDS can build it
+  with pytest.raises(ValueError, match="Did you mean 'cifar10'"):
+    check("cifar-10", download=True)  # no TFDS builder of that name
+  folder = tmp_path / "svhn_cropped" / "3.1.0"  # a prepared TFDS dataset jaxprune reads
+  folder.mkdir(parents=True)
+  (folder / "dataset_info.json").write_text('{"fileFormat": "array_record", "splits": []}')
+  check("svhn_cropped")
+
+
 def test_the_fallback_run_uses_the_digits_settings_and_prints_the_notice_once(
   tmp_path, monkeypatch, capsys
 ):
-  monkeypatch.setattr(input_pipeline, "find_source_dir", lambda name: None)
-  monkeypatch.setattr(preparation, "find_source_dir", lambda name: None)
+  monkeypatch.setattr(input_pipeline, "find_source_dir", lambda name, data_dir=None: None)
+  monkeypatch.setattr(preparation, "find_source_dir", lambda name, data_dir=None: None)
   # The user's own choices (num_steps here) are kept; what the config inherited from
   # configs/default.py takes the value configs/digits.py gives it.
   overrides = {

@@ -186,6 +186,73 @@ def test_control_rounds_that_would_be_ignored_are_errors(tmp_path, changes, matc
   assert not (tmp_path / "round_0").exists()
 
 
+@pytest.fixture
+def no_training(monkeypatch):
+  """Any training fails the test: a lottery config is checked before round 0 starts."""
+
+  def trained(*args, **kwargs):
+    raise AssertionError("a round trained before every setting was checked")
+
+  monkeypatch.setattr(lottery, "train_and_evaluate", trained)
+
+
+@pytest.mark.parametrize(
+  ("changes", "match"),
+  [
+    # Settings every round sets itself: refused, not overridden.
+    (
+      {"pruning.sparsity": 0.5},
+      r"sets config.pruning.sparsity itself; got 0.5.*--config.lottery.rate and "
+      r"--config.lottery.rounds",
+    ),
+    ({"pruning.enabled": False}, r"sets config.pruning.enabled itself; got False"),
+    (
+      {"train.start_step": 3},
+      r"sets config.train.start_step itself; got 3.*--config.lottery.rewind_step=k",
+    ),
+    ({"model.initial_params": "p.npz"}, r"sets config.model.initial_params itself"),
+    ({"pruning.initial_masks": "m.npz"}, r"sets config.pruning.initial_masks itself"),
+    # Settings no round reads: refused, not ignored.
+    ({"pruning.criterion": "snip"}, r"does not read config.pruning.criterion.*'snip'"),
+    ({"pruning.schedule.end": 5.0}, r"does not read config.pruning.schedule; got .*end=5.0"),
+    (
+      {"pruning.distribution": "global"},
+      r"does not read config.pruning.distribution.*--config.lottery.distribution=global",
+    ),
+    ({"pruning.structure": "channels"}, r"does not read config.pruning.structure"),
+    ({"pruning.seed": 3}, r"does not read config.pruning.seed.*--config.seed"),
+    # The lottery's own settings.
+    ({"lottery.distribution": "globl"}, r"Unknown config.lottery.distribution 'globl'"),
+    ({"lottery.rounds": -1}, r"config.lottery.rounds=-1 .*expected an integer >= 0"),
+    ({"lottery.rewind_step": -1}, r"config.lottery.rewind_step=-1 .*expected an integer >= 0"),
+    (
+      {"lottery.output_layer": "Dense_9/kernel"},
+      r"config.lottery.output_layer='Dense_9/kernel' matches no pruned parameter",
+    ),
+    (
+      {"lottery.rewind_step": 20},
+      r"config.lottery.rewind_step=20 is not a step of round 0's 20 steps; expected 0 to 19",
+    ),
+  ],
+)
+def test_a_setting_the_lottery_would_override_or_ignore_is_refused_before_training(
+  tmp_path, no_training, changes, match
+):
+  config = load_config("lottery", {**TINY, **changes})
+  with pytest.raises(ValueError, match=match) as info:
+    lottery.run(config, tmp_path)
+  assert not (tmp_path / "round_0").exists()  # nothing trained or written
+  assert "start_step" not in str(info.value) or "train.start_step" in changes
+  if not any(k.startswith("lottery.") for k in changes):
+    with pytest.raises(ValueError, match=match):  # the config check alone says the same
+      lottery.check(config)
+
+
+def test_the_lottery_configs_pass_the_checks():
+  lottery.check(load_config("lottery"))
+  lottery.check(load_config("lottery", {**TINY, "lottery.rewind_step": 19}))
+
+
 @TICKETS
 def test_exported_masks_start_any_run(tickets, tmp_path):
   _, workdir, _ = tickets
