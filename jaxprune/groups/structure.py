@@ -28,7 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprune.masks import num_to_keep, topk_mask
+from jaxprune.masks import num_to_keep_many
+from jaxprune.segments import topk_masks
 
 _REDUCE = ("sum", "l2", "mean", "max", "square_sum")
 _METHODS = {
@@ -244,8 +245,7 @@ class BoundGroups:
     self, leaves: Sequence[Any], score_leaves: Sequence[Any], sparsity: Any
   ) -> list[jax.Array | None]:
     """Keeps ``n - round(sparsity·n)`` best-scored channels of every group."""
-    keeps = [
-      topk_mask(s, num_to_keep(g.size, sparsity))
-      for (g, _, _), s in zip(self.bound, self.channel_scores(score_leaves), strict=True)
-    ]
+    scores = self.channel_scores(score_leaves)
+    sizes = [g.size for g, _, _ in self.bound]
+    keeps = topk_masks(scores, num_to_keep_many(sizes, [sparsity] * len(sizes)))
     return self.masks_from_keep(leaves, keeps)
