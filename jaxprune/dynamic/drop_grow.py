@@ -36,6 +36,13 @@ Details follow the reference implementation, google-research/rigl,
 * On a mask-update step the reference applies no gradient step (the update replaces it);
   `jaxprune.masked` applies the inner optimizer's update to the surviving weights in the
   same call.
+
+Counts stay exact per leaf in every layout. With ``distribution="global"`` the mask
+maker's top-k runs across leaves, so the criterion decides each leaf's new mask itself
+(drop ``d`` and grow ``d`` within the leaf) and scores it 1.0/0.0; the total is unchanged,
+so the top-k across leaves keeps exactly those entries. With ``channels()`` or
+``block(...)`` the same drop and grow runs over whole units (`jaxprune.dynamic.units`):
+a unit's drop score is its mean ``|w|``, its RigL grow score the L2 norm of its gradient.
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ import optax
 
 from jaxprune import schedules
 from jaxprune.criteria.registry import Criterion, register
+from jaxprune.distributions import Global
+from jaxprune.distributions import get as get_distribution
+from jaxprune.dynamic.units import UnitView, check_structure, unit_view
 from jaxprune.masks import topk_mask
 
 PyTree = Any
@@ -191,16 +201,51 @@ def _check_noise_std(noise_std: float) -> None:
     raise ValueError(f"noise_std must be >= 0; got {noise_std!r}, e.g. 1e-5 (or 0 for none).")
 
 
-def _drop_noise(leaves: list, masks: list, key: jax.Array | None, noise_std: float) -> list:
-  """Per-leaf ``noise_std · tie_noise`` from `drop_keys` (``None`` without key or std)."""
+def _noise_keys(key: jax.Array | None, n: int, noise_std: float) -> list[Any]:
+  """The `drop_keys` of ``n`` leaves, or ``None`` per leaf without a key or a noise std."""
   _check_noise_std(noise_std)
   if key is None or not noise_std:
-    return [None] * len(leaves)
-  keys = drop_keys(key, len(leaves))
-  return [
-    None if m is None else noise_std * tie_noise(k, jnp.shape(p))
-    for p, m, k in zip(leaves, masks, keys, strict=False)
-  ]
+    return [None] * n
+  return list(drop_keys(key, n))
+
+
+def _leaf_scores(
+  weight: jax.Array,
+  mask: jax.Array,
+  grow: jax.Array,
+  fraction: jax.Array,
+  noise_key: jax.Array | None,
+  noise_std: float,
+  view: UnitView | None,
+  per_leaf: bool,
+) -> jax.Array:
+  """One leaf's drop-and-grow scores; ``grow`` is per entry, or per unit with a ``view``.
+
+  Single weights (no ``view``): `drop_grow_scores`, or with ``per_leaf`` its top-k at the
+  active count as 1.0 (kept) / 0.0. Whole units: the same drop and grow over units, the
+  drop ranking a unit's mean ``|w|``; the chosen units score 1.0 on every entry, the rest
+  0.0. 1.0/0.0 scores are kept exactly by any top-k at the leaf's count or, across leaves,
+  at the total, and survive a positive rescaling (``"global_normalized"``).
+  """
+  if view is None:
+    noise = None if noise_key is None else noise_std * tie_noise(noise_key, jnp.shape(weight))
+    scores = drop_grow_scores(weight, mask, grow, fraction, noise)
+    if not per_leaf:
+      return scores
+    return topk_mask(scores, jnp.sum(mask, dtype=jnp.int32)).astype(jnp.float32)
+  magnitude = jnp.mean(view.tiles(jnp.abs(weight).astype(jnp.float32)), axis=-1)
+  active = jnp.any(view.tiles(jnp.asarray(mask, bool)), axis=-1)
+  noise = None if noise_key is None else noise_std * tie_noise(noise_key, magnitude.shape)
+  unit_scores = drop_grow_scores(magnitude, active, grow, fraction, noise)
+  keep = topk_mask(unit_scores, jnp.sum(active, dtype=jnp.int32))
+  return view.expand(keep, jnp.shape(weight)).astype(jnp.float32)
+
+
+def _unit_shape(view: UnitView | None, shape: tuple[int, ...]) -> tuple[int, ...]:
+  """The shape of one score per unit (the leaf's shape for single weights)."""
+  if view is None:
+    return tuple(shape)
+  return tuple(jax.eval_shape(view.tiles, jax.ShapeDtypeStruct(shape, jnp.float32)).shape[:-1])
 
 
 def rigl_scores(
@@ -212,8 +257,14 @@ def rigl_scores(
   fraction: Fraction = 0.3,
   key: jax.Array | None = None,
   noise_std: float = NOISE_STD,
+  structure: Any = None,
+  per_leaf: bool = False,
 ) -> PyTree:
   """RigL (Evci et al. 2020): drop the smallest active weights, grow where |grad| is largest.
+
+  With ``structure=channels()`` or ``block(...)`` whole units move: the units of lowest
+  mean ``|w|`` are dropped and those of largest gradient L2 norm grown (see
+  `jaxprune.dynamic.units`).
 
   Args:
     params: current params.
@@ -225,9 +276,14 @@ def rigl_scores(
       ``noise_std · tie_noise(drop_keys(key, n)[i], shape)`` to its magnitudes (``None``:
       no noise).
     noise_std: standard deviation of that noise (the reference's 1e-5; 0 for none).
+    structure: the mask structure: single weights for ``None``, ``unstructured`` and
+      ``n_of_m``; whole units for ``channels`` and ``block``.
+    per_leaf: decide each leaf's new mask here and score it 1.0 (kept) / 0.0, so that a
+      selection across leaves (``distribution="global"``) keeps every leaf's count.
 
   Returns:
-    Scores mirroring params (``None`` for dense leaves), see `drop_grow_scores`.
+    Scores mirroring params (``None`` for dense leaves): those of `drop_grow_scores` for
+    single weights, else 1.0 on the new mask and 0.0 elsewhere.
 
   Example:
     >>> p = {"w": jnp.array([0.5, -2.0, 0.1, 0.0])}
@@ -237,12 +293,19 @@ def rigl_scores(
     [inf, inf, 0.0, 4.0]
   """
   f = _fraction_fn(fraction)(step)
+  view = unit_view(structure)
   treedef, (ps, ms, gs) = _leaves(params, masks, grads)
-  noise = _drop_noise(ps, ms, key, noise_std)
-  out = [
-    None if m is None else drop_grow_scores(p, m, jnp.abs(g), f, e)
-    for p, m, g, e in zip(ps, ms, gs, noise, strict=True)
-  ]
+  noise_keys = _noise_keys(key, len(ps), noise_std)
+  out = []
+  for p, m, g, k in zip(ps, ms, gs, noise_keys, strict=True):
+    if m is None:
+      out.append(None)
+      continue
+    if view is None:
+      grow = jnp.abs(g)
+    else:
+      grow = jnp.sqrt(jnp.sum(jnp.square(view.tiles(jnp.asarray(g, jnp.float32))), axis=-1))
+    out.append(_leaf_scores(p, m, grow, f, k, noise_std, view, per_leaf))
   return jax.tree.unflatten(treedef, out)
 
 
@@ -259,12 +322,15 @@ def set_scores(
   key: jax.Array,
   fraction: Fraction = 0.3,
   noise_std: float = NOISE_STD,
+  structure: Any = None,
+  per_leaf: bool = False,
 ) -> PyTree:
   """SET (Mocanu et al. 2018): drop the smallest active weights, grow uniformly at random.
 
   Leaf ``i`` (in `jax.tree.leaves` order of params) draws its grow scores as
   ``jax.random.uniform(leaf_keys(key, n)[i], shape)`` and its drop tie-break as
-  ``noise_std · tie_noise(drop_keys(key, n)[i], shape)``.
+  ``noise_std · tie_noise(drop_keys(key, n)[i], shape)``, where ``shape`` is the leaf's, or
+  one score per unit with ``structure=channels()`` or ``block(...)`` (whole units move).
 
   Args:
     params: current params.
@@ -273,9 +339,11 @@ def set_scores(
     key: PRNG key of this update.
     fraction: drop fraction, a number or ``step -> f``.
     noise_std: standard deviation of the drop tie-break noise (0 for none).
+    structure: the mask structure, as for `rigl_scores`.
+    per_leaf: decide each leaf's new mask here (1.0/0.0 scores), as for `rigl_scores`.
 
   Returns:
-    Scores mirroring params (``None`` for dense leaves), see `drop_grow_scores`.
+    Scores mirroring params (``None`` for dense leaves), as for `rigl_scores`.
 
   Example:
     >>> import jax
@@ -286,23 +354,42 @@ def set_scores(
     ([inf, inf], True)
   """
   f = _fraction_fn(fraction)(step)
+  view = unit_view(structure)
   treedef, (ps, ms) = _leaves(params, masks)
   keys = leaf_keys(key, len(ps))
-  noise = _drop_noise(ps, ms, key, noise_std)
-  out = [
-    None if m is None else drop_grow_scores(p, m, jax.random.uniform(k, p.shape), f, e)
-    for p, m, k, e in zip(ps, ms, keys, noise, strict=False)
-  ]
+  noise_keys = _noise_keys(key, len(ps), noise_std)
+  out = []
+  for p, m, k, nk in zip(ps, ms, keys, noise_keys, strict=False):
+    if m is None:
+      out.append(None)
+      continue
+    grow = jax.random.uniform(k, _unit_shape(view, jnp.shape(p)))
+    out.append(_leaf_scores(p, m, grow, f, nk, noise_std, view, per_leaf))
   return jax.tree.unflatten(treedef, out)
 
 
+def _layout(structure: Any, distribution: Any, call: str) -> dict[str, Any]:
+  """The ``structure`` / ``per_leaf`` arguments of the score functions, after checking."""
+  check_structure(structure, distribution, call)
+  per_leaf = isinstance(get_distribution(distribution), Global)
+  return {"structure": structure, "per_leaf": per_leaf}
+
+
 def rigl_criterion(
-  alpha: float = 0.3, end: int | None = None, noise_std: float = NOISE_STD
+  alpha: float = 0.3,
+  end: int | None = None,
+  noise_std: float = NOISE_STD,
+  *,
+  structure: Any = None,
+  distribution: Any = "uniform",
 ) -> Criterion:
   """The RigL criterion with drop fraction `cosine` (α, ``end``), for `jaxprune.masked`.
 
   The ``key`` extra (which `jaxprune.masked` derives from its seed and the step) seeds the
-  drop tie-break noise of standard deviation ``noise_std``.
+  drop tie-break noise of standard deviation ``noise_std``. Pass the ``structure`` and
+  ``distribution`` given to `jaxprune.masked`: with ``channels()`` or ``block(...)`` whole
+  units move, and with ``"global"`` each leaf drops and grows within itself, so its count
+  stays the one the first mask set.
 
   Example:
     >>> c = rigl_criterion(0.3, end=7500)
@@ -311,11 +398,19 @@ def rigl_criterion(
   """
   _check_noise_std(noise_std)
   fraction = cosine(alpha, end)
+  layout = _layout(structure, distribution, "jaxprune.dynamic.rigl")
 
   def fn(params, *, grads, masks, step, key, **extras):
     del extras
     return rigl_scores(
-      params, grads=grads, masks=masks, step=step, fraction=fraction, key=key, noise_std=noise_std
+      params,
+      grads=grads,
+      masks=masks,
+      step=step,
+      fraction=fraction,
+      key=key,
+      noise_std=noise_std,
+      **layout,
     )
 
   needs = ("grads", "masks", "step", "key")
@@ -323,9 +418,17 @@ def rigl_criterion(
 
 
 def set_criterion(
-  alpha: float = 0.3, end: int | None = None, noise_std: float = NOISE_STD
+  alpha: float = 0.3,
+  end: int | None = None,
+  noise_std: float = NOISE_STD,
+  *,
+  structure: Any = None,
+  distribution: Any = "uniform",
 ) -> Criterion:
   """The SET criterion with drop fraction `cosine` (α, ``end``), for `jaxprune.masked`.
+
+  ``structure`` and ``distribution`` are those given to `jaxprune.masked`, as for
+  `rigl_criterion`.
 
   Example:
     >>> set_criterion(0.3, end=7500).needs
@@ -333,11 +436,12 @@ def set_criterion(
   """
   _check_noise_std(noise_std)
   fraction = cosine(alpha, end)
+  layout = _layout(structure, distribution, "jaxprune.dynamic.set_")
 
   def fn(params, *, masks, step, key, **extras):
     del extras
     return set_scores(
-      params, masks=masks, step=step, key=key, fraction=fraction, noise_std=noise_std
+      params, masks=masks, step=step, key=key, fraction=fraction, noise_std=noise_std, **layout
     )
 
   return Criterion("set", fn, ("masks", "step", "key"), regrow=True, doc=_doc(set_scores))
@@ -415,8 +519,15 @@ def rigl(
     every: steps between mask updates (ΔT).
     alpha: initial drop fraction.
     begin: first mask update.
-    distribution: per-leaf densities (``"erk"``, ``"uniform"``, a mapping...).
-    structure: ``None`` (unstructured), ``unstructured(within=axis)`` or ``n_of_m``.
+    distribution: per-leaf densities (``"erk"``, ``"uniform"``, a mapping...). With
+      ``"global"`` the first (random) mask sets each leaf's count, and every update drops
+      and grows within each leaf, so those counts stay exact.
+    structure: ``None`` (unstructured), ``unstructured(within=axis)`` or ``n_of_m``
+      (single weights move, within each slice or group of ``m``); ``channels()`` or
+      ``block(shape)`` (whole units move: dropped by mean ``|w|``, grown by the L2 norm of
+      their gradient, the count of kept units constant). Traced `jaxprune.groups.Groups`
+      are refused: a channel masked in all of its coupled leaves has a zero gradient, so
+      it could be neither ranked for growing nor trained once grown.
     packed: store masks as 1 bit per weight.
     seed: seeds the initial masks and, with the step, the drop tie-break noise.
     noise_std: standard deviation of that noise (the reference's 1e-5; 0: ties to the
@@ -436,7 +547,7 @@ def rigl(
     40
   """
   return _drop_and_grow(
-    rigl_criterion(alpha, end, noise_std),
+    rigl_criterion(alpha, end, noise_std, structure=structure, distribution=distribution),
     inner,
     sparsity,
     every=every,
@@ -466,7 +577,8 @@ def set_(
   """SET (Mocanu et al. 2018): as `rigl`, but connections grow uniformly at random.
 
   The arguments are those of `rigl`; the grow scores come from the criterion key that
-  `jaxprune.masked` derives from ``seed`` and the step (or a ``key=`` extra).
+  `jaxprune.masked` derives from ``seed`` and the step (or a ``key=`` extra). With
+  ``channels()`` or ``block(shape)`` whole units are grown at random.
 
   Example:
     >>> import jax, jax.numpy as jnp, optax, jaxprune
@@ -478,7 +590,7 @@ def set_(
     20
   """
   return _drop_and_grow(
-    set_criterion(alpha, end, noise_std),
+    set_criterion(alpha, end, noise_std, structure=structure, distribution=distribution),
     inner,
     sparsity,
     every=every,

@@ -22,9 +22,12 @@ STEPS = 5  # mask updates at steps 0, 2 and 4 (every=2, end=6)
 COMMON = textwrap.dedent(
   """
   import jax, jax.numpy as jnp, numpy as np, optax
-  from jaxprune import dynamic, masks_of
+  from jaxprune import dynamic, masks_of, structures
 
+  # (method, optimizer or layout): whole channels move with sgd, and "global" keeps the
+  # per-leaf counts of its first mask, with adam.
   RUNS = [(m, o) for m in ("rigl", "set") for o in ("sgd", "adam")]
+  RUNS += [("rigl", "channels"), ("set", "global")]
 
   def loss(params, batch):
     h = jnp.tanh(batch["x"] @ params["w1"] + params["b1"])
@@ -35,8 +38,13 @@ COMMON = textwrap.dedent(
     # adam's first steps move every grown weight by about lr, so the magnitudes the next
     # drop ranks tie to the last bits; the drop's seeded tie-break noise (1e-5) decides
     # them, not the rounding of each way of running.
-    inner = optax.adam(0.05) if opt == "adam" else optax.sgd(0.05)
-    return build(inner, 0.8, every=2, end=6, alpha=0.4, seed=3)
+    inner = optax.adam(0.05) if opt in ("adam", "global") else optax.sgd(0.05)
+    layout = {}
+    if opt == "channels":
+      layout = {"structure": structures.channels(prune_outputs=True)}
+    elif opt == "global":
+      layout = {"distribution": "global"}
+    return build(inner, 0.8, every=2, end=6, alpha=0.4, seed=3, **layout)
 
   def init():
     k1, k2 = jax.random.split(jax.random.key(0))
@@ -93,6 +101,7 @@ def _eight_devices() -> dict:
 
 
 RUNS = [(m, o) for m in ("rigl", "set") for o in ("sgd", "adam")]
+RUNS += [("rigl", "channels"), ("set", "global")]
 
 
 def _train(method: str, opt: str, jit: bool) -> tuple[dict, list[dict]]:
