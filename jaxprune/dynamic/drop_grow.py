@@ -60,7 +60,7 @@ from jaxprune.criteria.registry import Criterion, register
 from jaxprune.distributions import Global
 from jaxprune.distributions import get as get_distribution
 from jaxprune.dynamic.units import UnitView, check_structure, unit_view
-from jaxprune.masks import topk_mask
+from jaxprune.segments import topk_masks
 
 PyTree = Any
 Fraction = float | Callable[[jax.Array], jax.Array]
@@ -121,15 +121,22 @@ def drop_grow_scores(
     >>> topk_mask(s, 4).tolist()
     [True, True, False, True, True]
   """
-  mask = jnp.asarray(mask, bool)
-  active = jnp.sum(mask, dtype=jnp.int32)
-  keep = active - num_to_drop(active, fraction)
   magnitude = jnp.abs(weight).astype(jnp.float32)
   if noise is not None:
     magnitude = magnitude + jnp.asarray(noise, jnp.float32)
-  magnitude = jnp.where(mask, magnitude, -jnp.inf)
-  survivors = topk_mask(magnitude, keep) & mask
-  return jnp.where(survivors, jnp.inf, _finite(grow))
+  return _scores_after_drop([magnitude], [mask], [grow], fraction)[0]
+
+
+def _scores_after_drop(magnitudes: list, masks: list, grows: list, fraction: Any) -> list:
+  """`drop_grow_scores` of many leaves (or unit views), the drop as one batched selection."""
+  masks = [jnp.asarray(m, bool) for m in masks]
+  active = [jnp.sum(m, dtype=jnp.int32) for m in masks]
+  keep = [a - num_to_drop(a, fraction) for a in active]
+  ranked = [jnp.where(m, x, -jnp.inf) for x, m in zip(magnitudes, masks, strict=True)]
+  survivors = topk_masks(ranked, keep)
+  return [
+    jnp.where(s & m, jnp.inf, _finite(g)) for s, m, g in zip(survivors, masks, grows, strict=True)
+  ]
 
 
 def cosine(alpha: float = 0.3, end: int | None = None) -> Callable[[jax.Array], jax.Array]:
@@ -209,17 +216,18 @@ def _noise_keys(key: jax.Array | None, n: int, noise_std: float) -> list[Any]:
   return list(drop_keys(key, n))
 
 
-def _leaf_scores(
-  weight: jax.Array,
-  mask: jax.Array,
-  grow: jax.Array,
+def _all_scores(
+  weights: list,
+  masks: list,
+  grows: list,
   fraction: jax.Array,
-  noise_key: jax.Array | None,
+  noise_keys: list,
   noise_std: float,
   view: UnitView | None,
   per_leaf: bool,
-) -> jax.Array:
-  """One leaf's drop-and-grow scores; ``grow`` is per entry, or per unit with a ``view``.
+) -> list:
+  """The drop-and-grow scores of every leaf with a mask (``None`` elsewhere); ``grows`` are
+  per entry, or per unit with a ``view``. Each selection runs once over all leaves.
 
   Single weights (no ``view``): `drop_grow_scores`, or with ``per_leaf`` its top-k at the
   active count as 1.0 (kept) / 0.0. Whole units: the same drop and grow over units, the
@@ -227,18 +235,30 @@ def _leaf_scores(
   0.0. 1.0/0.0 scores are kept exactly by any top-k at the leaf's count or, across leaves,
   at the total, and survive a positive rescaling (``"global_normalized"``).
   """
-  if view is None:
-    noise = None if noise_key is None else noise_std * tie_noise(noise_key, jnp.shape(weight))
-    scores = drop_grow_scores(weight, mask, grow, fraction, noise)
-    if not per_leaf:
-      return scores
-    return topk_mask(scores, jnp.sum(mask, dtype=jnp.int32)).astype(jnp.float32)
-  magnitude = jnp.mean(view.tiles(jnp.abs(weight).astype(jnp.float32)), axis=-1)
-  active = jnp.any(view.tiles(jnp.asarray(mask, bool)), axis=-1)
-  noise = None if noise_key is None else noise_std * tie_noise(noise_key, magnitude.shape)
-  unit_scores = drop_grow_scores(magnitude, active, grow, fraction, noise)
-  keep = topk_mask(unit_scores, jnp.sum(active, dtype=jnp.int32))
-  return view.expand(keep, jnp.shape(weight)).astype(jnp.float32)
+  live = [i for i, m in enumerate(masks) if m is not None]
+  magnitudes, actives = [], []
+  for i in live:
+    magnitude = jnp.abs(weights[i]).astype(jnp.float32)
+    active = jnp.asarray(masks[i], bool)
+    if view is not None:
+      magnitude = jnp.mean(view.tiles(magnitude), axis=-1)
+      active = jnp.any(view.tiles(active), axis=-1)
+    if noise_keys[i] is not None:
+      magnitude = magnitude + noise_std * tie_noise(noise_keys[i], magnitude.shape)
+    magnitudes.append(magnitude)
+    actives.append(active)
+  scores = _scores_after_drop(magnitudes, actives, [grows[i] for i in live], fraction)
+  if view is not None or per_leaf:
+    counts = [jnp.sum(a, dtype=jnp.int32) for a in actives]
+    keeps = topk_masks(scores, counts)
+    scores = [
+      (k if view is None else view.expand(k, jnp.shape(weights[i]))).astype(jnp.float32)
+      for k, i in zip(keeps, live, strict=True)
+    ]
+  out: list[Any] = [None] * len(weights)
+  for i, score in zip(live, scores, strict=True):
+    out[i] = score
+  return out
 
 
 def _unit_shape(view: UnitView | None, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -296,16 +316,15 @@ def rigl_scores(
   view = unit_view(structure)
   treedef, (ps, ms, gs) = _leaves(params, masks, grads)
   noise_keys = _noise_keys(key, len(ps), noise_std)
-  out = []
-  for p, m, g, k in zip(ps, ms, gs, noise_keys, strict=True):
-    if m is None:
-      out.append(None)
-      continue
-    if view is None:
-      grow = jnp.abs(g)
-    else:
-      grow = jnp.sqrt(jnp.sum(jnp.square(view.tiles(jnp.asarray(g, jnp.float32))), axis=-1))
-    out.append(_leaf_scores(p, m, grow, f, k, noise_std, view, per_leaf))
+  grows = [
+    None
+    if m is None
+    else jnp.abs(g)
+    if view is None
+    else jnp.sqrt(jnp.sum(jnp.square(view.tiles(jnp.asarray(g, jnp.float32))), axis=-1))
+    for m, g in zip(ms, gs, strict=True)
+  ]
+  out = _all_scores(ps, ms, grows, f, noise_keys, noise_std, view, per_leaf)
   return jax.tree.unflatten(treedef, out)
 
 
@@ -358,13 +377,11 @@ def set_scores(
   treedef, (ps, ms) = _leaves(params, masks)
   keys = leaf_keys(key, len(ps))
   noise_keys = _noise_keys(key, len(ps), noise_std)
-  out = []
-  for p, m, k, nk in zip(ps, ms, keys, noise_keys, strict=False):
-    if m is None:
-      out.append(None)
-      continue
-    grow = jax.random.uniform(k, _unit_shape(view, jnp.shape(p)))
-    out.append(_leaf_scores(p, m, grow, f, nk, noise_std, view, per_leaf))
+  grows = [
+    None if m is None else jax.random.uniform(k, _unit_shape(view, jnp.shape(p)))
+    for p, m, k in zip(ps, ms, keys, strict=False)
+  ]
+  out = _all_scores(ps, ms, grows, f, noise_keys, noise_std, view, per_leaf)
   return jax.tree.unflatten(treedef, out)
 
 
