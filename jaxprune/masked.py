@@ -143,10 +143,11 @@ def masked(
     A step where the schedule does update must not pass it: the masks would go stale.
 
     Mask updates are exact: a pruned leaf of n entries at the schedule's sparsity s (the
-    leaf's target from ``distribution``) keeps exactly n − round(s·n) entries, chosen among
-    those kept so far. Where s is below the leaf's current sparsity (e.g. early steps of a
-    ramp starting dense, from ``initial_masks``), the leaf keeps its current mask: without
-    ``regrow=True`` no update ever revives an entry.
+    leaf's target from ``distribution``) keeps exactly n − round(s·n) entries (unstructured;
+    a structure counts its own units), chosen among those kept so far. Where s is below the
+    leaf's current sparsity (e.g. the first steps of a ramp from 0 applied to 50%
+    ``initial_masks``), the leaf keeps its current mask: without ``regrow=True`` no update
+    ever revives an entry.
 
     Criteria registered with ``regrow=True`` (drop-and-grow) may revive entries. At the
     update that revives them, they stay at exactly 0.0, their gradient is withheld from
@@ -343,13 +344,13 @@ def _initial(plan: Plan, params: PyTree, initial_masks: Any) -> list[jax.Array]:
   return out
 
 
-def _dense_start_message(name: str, sparsity: Any) -> str:
+def _dense_start_message(name: str, sparsity: Any, start: str = "no initial_masks") -> str:
   """Why a drop-and-grow criterion cannot start from dense params, and the calls that work."""
   factory = "set_" if name == "set" else "rigl"
   s = sparsity if isinstance(sparsity, float | int) else 0.9
   return (
     f"criterion={name!r} drops and grows connections at a constant count per leaf, so it "
-    "needs a sparse starting mask. From dense params (no initial_masks) every weight "
+    f"needs a sparse starting mask. From dense params ({start}) every weight "
     "survives the drop, all rank equal, and the mask update keeps the first ones by flat "
     "index, not the best. Start from sparse masks: "
     f"jaxprune.dynamic.{factory}(inner, {s}, end=7500, every=100) (random ERK masks at the "
@@ -366,16 +367,19 @@ def _check_initial_sparsity(
 
   Fixed masks (no schedule) decide the sparsity, so it must agree with theirs; under a
   schedule masks only shrink, so it must not be below theirs. Both up to the rounding of
-  one entry per pruned leaf. Traced values or masks are not checked.
+  one entry per pruned leaf. Drop and grow needs them sparse. Traced values or masks are
+  not checked.
   """
   value = concrete_value(sparsity)
   masks = [m for m, on in zip(given, plan.prunable, strict=True) if on]
-  if value is None or not masks or (crit.regrow and not fixed):
-    return
-  if any(isinstance(m, jax.core.Tracer) for m in masks):
+  if value is None or not masks or any(isinstance(m, jax.core.Tracer) for m in masks):
     return
   total = sum(int(m.size) for m in masks)
   pruned = total - sum(int(m.sum()) for m in masks)
+  if crit.regrow and not fixed:  # drop and grow moves connections; it may change the count
+    if "masks" in crit.needs and pruned == 0 and value > 0:
+      raise ValueError(_dense_start_message(crit.name, value, "all-True initial_masks"))
+    return
   slack = 0.5 * len(masks) + 1e-6 * total  # each leaf rounds its count to whole entries
   actual = pruned / max(total, 1)
   if fixed and abs(pruned - value * total) > slack:

@@ -325,6 +325,12 @@ def test_drop_and_grow_from_dense_params_is_refused(name):
   with pytest.raises(ValueError, match="initial_masks="):
     jaxprune.masked(optax.sgd(0.1), 0.8, criterion=name)
   params = _params()
+  all_true = jax.tree.map(lambda p: jnp.ones(p.shape, bool), params)
+  dense_start = jaxprune.masked(
+    optax.sgd(0.1), 0.8, criterion=name, schedule=schedules.periodic(2), initial_masks=all_true
+  )
+  with pytest.raises(ValueError, match=r"(?s)sparse starting mask.*all-True initial_masks"):
+    dense_start.init(params)
   tx = jaxprune.masked(
     optax.sgd(0.1),
     0.5,
