@@ -38,7 +38,7 @@ def check_sparsity(sparsity: Any, example: str) -> None:
     )
 
 
-def _concrete(x: Any) -> float | None:
+def concrete_value(x: Any) -> float | None:
   """``x`` as a Python float when it is known outside tracing, else None."""
   if isinstance(x, jax.core.Tracer):
     return None
@@ -46,6 +46,34 @@ def _concrete(x: Any) -> float | None:
     return float(x)
   except (TypeError, ValueError):
     return None
+
+
+def check_concrete_sparsity(sparsity: Any, example: str) -> None:
+  """Raises if ``sparsity`` is a concrete value outside [0, 1] or NaN (traced: no check).
+
+  `check_sparsity` lets arrays through (they may be traced); where an array turns out
+  concrete, e.g. the initial value `optax.inject_hyperparams` passes at ``init``, this
+  checks it. 1 is allowed (every prunable weight removed), as for the clamped traced value.
+
+  Args:
+    sparsity: the value received.
+    example: the caller's corrected call at 90% sparsity, shown in the message.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> check_concrete_sparsity(jnp.asarray(0.5), "masked(inner, 0.9)")
+    >>> check_concrete_sparsity(jnp.asarray(1.2), "masked(inner, 0.9)")
+    Traceback (most recent call last):
+    ...
+    ValueError: sparsity must be a fraction in [0, 1] ... masked(inner, 0.9).
+  """
+  value = concrete_value(sparsity)
+  if value is not None and not 0.0 <= value <= 1.0:  # NaN fails both comparisons
+    raise ValueError(
+      f"sparsity must be a fraction in [0, 1] (the share of weights removed); got {value!r} "
+      f"(a concrete {type(sparsity).__name__}, e.g. the initial value given to "
+      f"optax.inject_hyperparams). For 90% sparsity: {example}."
+    )
 
 
 def check_overrides(sparsity: Any, crit: Any, structure: Any, example: str) -> None:
@@ -70,7 +98,7 @@ def check_overrides(sparsity: Any, crit: Any, structure: Any, example: str) -> N
   fixed = getattr(structure, "sparsity", None)
   if not isinstance(fixed, float) or sparsity is None:
     return
-  value = _concrete(sparsity)
+  value = concrete_value(sparsity)
   if value is None or abs(value - fixed) > 1e-6:
     raise ValueError(
       f"structure={structure!r} fixes the sparsity at {fixed:g}; got sparsity="

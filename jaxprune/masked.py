@@ -21,7 +21,12 @@ import optax
 from flax import struct
 
 from jaxprune import criteria, schedules, structures
-from jaxprune._checks import check_sparsity, resolve_sparsity
+from jaxprune._checks import (
+  check_concrete_sparsity,
+  check_sparsity,
+  concrete_value,
+  resolve_sparsity,
+)
 from jaxprune._tree import unwrap_variables
 from jaxprune.errors import MaskMismatchError
 from jaxprune.masks import pack, unpack
@@ -89,12 +94,18 @@ def masked(
     sparsity: target fraction of weights removed, in [0, 1) (may be traced). ``None`` where
       something else decides it: a threshold criterion (``"log_alpha"``, ``"l0_gate"``), a
       structure with a fixed sparsity (``n_of_m(2, 4)`` is 50%), or fixed
-      ``initial_masks``. A sparsity that would be overridden is an error unless it agrees.
-      A traced sparsity cannot be checked when the wrapper is built; it is clamped into
-      [0, 1] (NaN counts as 0): at 1 every prunable weight is removed.
+      ``initial_masks``. A sparsity that would be overridden is an error unless it agrees
+      (fixed ``initial_masks``: their sparsity over the pruned leaves, up to per-leaf
+      rounding). An array is checked at ``init`` where it is concrete (e.g. the initial
+      value of `optax.inject_hyperparams`): outside [0, 1] or NaN raises. A traced sparsity
+      cannot be checked; it is clamped into [0, 1] (NaN counts as 0): at 1 every prunable
+      weight is removed.
     criterion: registered name (``jaxprune.criteria.names()``) or ``fn(params, **extras)``.
-      Unless it is registered with ``regrow=True``, entries pruned at one mask update rank
-      below every other entry at the next, so under a schedule masks only shrink.
+      Unless it is registered with ``regrow=True``, masks only shrink: at a mask update the
+      entries pruned so far rank below every other entry, and none is revived (see
+      Returns). Drop-and-grow criteria (``regrow=True`` and moving the current ``masks``:
+      ``"rigl"``, ``"set"``) keep the count of a sparse start, so they need
+      ``initial_masks`` (or use `jaxprune.dynamic.rigl`, which draws them).
     schedule: ``(step, target) -> (update_now, sparsity)``; default: prune to the target at
       the first update (`jaxprune.schedules.one_shot(0)`), or never update when
       ``initial_masks`` is given.
@@ -105,7 +116,14 @@ def masked(
     initial_masks: bool pytree mirroring params (or ``fn(params) -> masks``) to start from,
       e.g. from `jaxprune.prune`, SNIP at initialisation or a lottery ticket; the first
       update already zeroes the pruned entries, so no step trains dense. Leaves the
-      distribution keeps dense must be all True.
+      distribution keeps dense must be all True. With a schedule, the run prunes further
+      from them: masks only shrink, so every entry kept at any step was kept by
+      ``initial_masks``, and ``sparsity`` must be at least their sparsity over the pruned
+      leaves. The schedule's sparsity stays the fraction of the whole leaf (not of the
+      entries ``initial_masks`` kept): a schedule below the masks' sparsity keeps them as
+      they are, so `jaxprune.schedules.polynomial`'s default ``initial=0`` leaves them
+      unchanged until its curve passes their sparsity; pass ``initial=`` their sparsity to
+      start the ramp from them at ``begin``.
 
   Returns:
     An `optax.GradientTransformationExtraArgs`; its ``update(grads, state, params,
@@ -123,6 +141,13 @@ def masked(
     evaluated the schedule on the host. The result is then identical and the step cheaper
     on CPU, where even an untaken `jax.lax.cond` branch costs a few percent of a small step.
     A step where the schedule does update must not pass it: the masks would go stale.
+
+    Mask updates are exact: a pruned leaf of n entries at the schedule's sparsity s (the
+    leaf's target from ``distribution``) keeps exactly n − round(s·n) entries (unstructured;
+    a structure counts its own units), chosen among those kept so far. Where s is below the
+    leaf's current sparsity (e.g. the first steps of a ramp from 0 applied to 50%
+    ``initial_masks``), the leaf keeps its current mask: without ``regrow=True`` no update
+    ever revives an entry.
 
     Criteria registered with ``regrow=True`` (drop-and-grow) may revive entries. At the
     update that revives them, they stay at exactly 0.0, their gradient is withheld from
@@ -152,7 +177,10 @@ def masked(
       f"it cannot run inside an optimizer. Use jaxprune.prune(params, sparsity, "
       f"criterion={crit.name!r}, ...) after training."
     )
+  if crit.regrow and "masks" in crit.needs and initial_masks is None:  # drop and grow
+    raise ValueError(_dense_start_message(crit.name, sparsity))
   struct = structures.get(structure)
+  requested = sparsity
   sparsity = resolve_sparsity(
     sparsity, crit, struct, "jaxprune.masked(inner, 0.9)", decided_elsewhere=fixed
   )
@@ -160,8 +188,11 @@ def masked(
   plan_for = plan_cache(distribution, struct)
 
   def init_fn(params: PyTree) -> MaskedState:
+    check_concrete_sparsity(sparsity, "optax.inject_hyperparams(jaxprune.masked)(inner, 0.9)")
     plan = plan_for(params)
     given = _initial(plan, params, initial_masks)
+    if initial_masks is not None and requested is not None:
+      _check_initial_sparsity(plan, given, requested, crit, fixed)
     masks = []
     for shape, on, m in zip(plan.shapes, plan.prunable, given, strict=True):
       if not on:
@@ -212,6 +243,11 @@ def masked(
       if not crit.regrow:
         scores = _nest(plan, scores, current_masks)
       fresh = plan.select(p_leaves, scores, current, _clamp(sparsity), crit)
+      if not crit.regrow:  # masks only shrink, also where ``current`` is below their sparsity
+        fresh = [
+          new if new is None or m is None else new & m
+          for new, m in zip(fresh, current_masks, strict=True)
+        ]
       out = []
       for prev, new in zip(stored_masks, fresh, strict=True):
         if new is None or isinstance(prev, DenseMask):
@@ -306,6 +342,68 @@ def _initial(plan: Plan, params: PyTree, initial_masks: Any) -> list[jax.Array]:
       )
     out.append(m)
   return out
+
+
+def _dense_start_message(name: str, sparsity: Any, start: str = "no initial_masks") -> str:
+  """Why a drop-and-grow criterion cannot start from dense params, and the calls that work."""
+  factory = "set_" if name == "set" else "rigl"
+  s = sparsity if isinstance(sparsity, float | int) else 0.9
+  return (
+    f"criterion={name!r} drops and grows connections at a constant count per leaf, so it "
+    f"needs a sparse starting mask. From dense params ({start}) every weight "
+    "survives the drop, all rank equal, and the mask update keeps the first ones by flat "
+    "index, not the best. Start from sparse masks: "
+    f"jaxprune.dynamic.{factory}(inner, {s}, end=7500, every=100) (random ERK masks at the "
+    f"target sparsity), or pass them: jaxprune.masked(inner, {s}, criterion={name!r}, "
+    "schedule=jaxprune.schedules.periodic(100, end=7500), initial_masks=lambda p: "
+    f"jaxprune.dynamic.random_masks(p, {s}, key=jax.random.key(0)))."
+  )
+
+
+def _check_initial_sparsity(
+  plan: Plan, given: list[jax.Array], sparsity: Any, crit: Any, fixed: bool
+) -> None:
+  """Raises where ``sparsity`` would be ignored given concrete ``initial_masks``.
+
+  Fixed masks (no schedule) decide the sparsity, so it must agree with theirs; under a
+  schedule masks only shrink, so it must not be below theirs. Both up to the rounding of
+  one entry per pruned leaf. Drop and grow needs them sparse. Traced values or masks are
+  not checked.
+  """
+  value = concrete_value(sparsity)
+  masks = [m for m, on in zip(given, plan.prunable, strict=True) if on]
+  if value is None or not masks or any(isinstance(m, jax.core.Tracer) for m in masks):
+    return
+  total = sum(int(m.size) for m in masks)
+  pruned = total - sum(int(m.sum()) for m in masks)
+  if crit.regrow and not fixed:  # drop and grow moves connections; it may change the count
+    if "masks" in crit.needs and pruned == 0 and value > 0:
+      raise ValueError(_dense_start_message(crit.name, value, "all-True initial_masks"))
+    return
+  slack = 0.5 * len(masks) + 1e-6 * total  # each leaf rounds its count to whole entries
+  actual = pruned / max(total, 1)
+  if fixed and abs(pruned - value * total) > slack:
+    raise ValueError(
+      f"jaxprune.masked(inner, sparsity={value:g}, initial_masks=masks) has no schedule, so "
+      f"it trains the fixed initial masks, which are {actual:.1%} sparse over the pruned "
+      f"leaves; sparsity={value:g} would be ignored. Pass sparsity=None to train the masks "
+      "as they are: jaxprune.masked(inner, None, initial_masks=masks)"
+      + (
+        f"; or prune further from them on a schedule: jaxprune.masked(inner, {value:g}, "
+        "initial_masks=masks, schedule=jaxprune.schedules.polynomial(begin=0, end=1000, "
+        f"every=100, initial={actual:.4g}))."
+        if value > actual
+        else "."
+      )
+    )
+  if not fixed and pruned - value * total > slack:
+    raise ValueError(
+      f"sparsity={value:g} is below the {actual:.1%} sparse initial_masks: masks only "
+      "shrink from initial_masks (pruned entries are never revived), so the schedule would "
+      "never change them. Pass a target above their sparsity to prune further, e.g. "
+      f"jaxprune.masked(inner, 0.9, initial_masks=masks, schedule=...), or train them "
+      "fixed: jaxprune.masked(inner, None, initial_masks=masks)."
+    )
 
 
 def _stored_masks(plan: Plan, masks: PyTree) -> list[Any]:

@@ -12,6 +12,7 @@ returned by that same call (the params after that step's `optax.apply_updates` a
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import jax
@@ -68,10 +69,22 @@ class Polynomial:
     return update, jnp.where(step >= self.begin, s, 0.0).astype(jnp.float32)
 
 
-def _check_steps(name: str, **steps: int | None) -> None:
+def _is_int(v: object) -> bool:
+  return isinstance(v, int | jnp.integer) and not isinstance(v, bool)
+
+
+def _check_steps(name: str, example: str, **steps: int | None) -> None:
   for k, v in steps.items():
-    if v is not None and (not isinstance(v, int | jnp.integer) or v < 0):
-      raise ValueError(f"{name}: {k} must be a non-negative int; got {v!r}.")
+    if v is not None and (not _is_int(v) or v < 0):
+      raise ValueError(f"{name}: {k} must be a non-negative int; got {v!r}. Example: {example}.")
+
+
+def _check_every(name: str, every: object, example: str) -> None:
+  if not _is_int(every) or every < 1:
+    raise ValueError(
+      f"{name}: every must be a positive int (steps between mask updates); got {every!r}. "
+      f"Example: {example}."
+    )
 
 
 def one_shot(step: int = 0) -> OneShot:
@@ -83,7 +96,7 @@ def one_shot(step: int = 0) -> OneShot:
     >>> bool(upd), round(float(s), 6)  # the float32 target
     (True, 0.9)
   """
-  _check_steps("one_shot", step=step)
+  _check_steps("one_shot", "one_shot(step=1000)", step=step)
   return OneShot(step)
 
 
@@ -91,7 +104,8 @@ def periodic(every: int, begin: int = 0, end: int | None = None) -> Periodic:
   """Re-select masks at the full target every ``every`` steps from ``begin`` to ``end``.
 
   Updates happen at steps ``begin, begin + every, ...`` while ``step <= end``; before
-  ``begin`` the sparsity is 0 (dense).
+  ``begin`` the sparsity is 0 (dense). ``end`` before ``begin`` (no update could happen)
+  is refused.
 
   Example:
     >>> import jaxprune
@@ -99,9 +113,14 @@ def periodic(every: int, begin: int = 0, end: int | None = None) -> Periodic:
     >>> [bool(sched(t, 0.5)[0]) for t in (4, 5, 10, 15)]
     [False, True, False, True]
   """
-  _check_steps("periodic", begin=begin, end=end)
-  if not isinstance(every, int) or every < 1:
-    raise ValueError(f"periodic: every must be a positive int; got {every!r}. E.g. every=100.")
+  example = "periodic(every=100, begin=1000, end=10000)"
+  _check_steps("periodic", example, begin=begin, end=end)
+  _check_every("periodic", every, example)
+  if end is not None and end < begin:
+    raise ValueError(
+      f"periodic: begin={begin} is after end={end}, so the schedule would never update "
+      f"the masks. Pass end >= begin (or end=None for no end), e.g. {example}."
+    )
   return Periodic(every, begin, end)
 
 
@@ -117,20 +136,35 @@ def polynomial(
   prunes to ``initial`` (nothing, by default) and step ``end`` reaches the target exactly.
   Steps before ``begin`` are dense; after ``end`` masks stay fixed at the target.
 
+  The sparsity is that of the whole leaf. Under `jaxprune.masked` with ``initial_masks``
+  masks only shrink, so the masks stay as given while the curve is below their sparsity;
+  to ramp from them at ``begin``, pass ``initial=`` their sparsity (e.g. 0.5 for a ticket
+  at 50%).
+
   Example:
     >>> import jaxprune
     >>> sched = jaxprune.schedules.polynomial(begin=0, end=100, every=10)
     >>> [round(float(sched(t, 0.9)[1]), 4) for t in (0, 50, 100, 200)]
     [0.0, 0.7875, 0.9, 0.9]
   """
-  _check_steps("polynomial", begin=begin, end=end)
-  if end <= begin or not isinstance(every, int) or every < 1:
+  example = "polynomial(begin=1000, end=10000, every=100)"
+  _check_steps("polynomial", example, begin=begin, end=end)
+  if end <= begin or not _is_int(every) or every < 1:
     raise ValueError(
       f"polynomial needs begin < end and every >= 1; got begin={begin}, end={end}, "
-      f"every={every}. Example: polynomial(begin=1000, end=10000, every=100)."
+      f"every={every}. Example: {example}."
+    )
+  if not float(power) > 0.0 or not math.isfinite(float(power)):
+    raise ValueError(
+      f"polynomial: power must be a positive finite number (at power <= 0 the sparsity "
+      f"never leaves initial); got {power!r}. Zhu & Gupta use power=3: {example[:-1]}, "
+      "power=3.0)."
     )
   if not 0.0 <= initial < 1.0:
-    raise ValueError(f"polynomial: initial must be in [0, 1); got {initial}.")
+    raise ValueError(
+      f"polynomial: initial must be in [0, 1) (the sparsity at begin); got {initial}. "
+      f"Example: {example[:-1]}, initial=0.5)."
+    )
   return Polynomial(begin, end, every, float(power), float(initial))
 
 
@@ -143,6 +177,17 @@ def cosine_fraction(initial: float, end: int) -> Callable[[jax.Array], jax.Array
     >>> round(float(f(0)), 3), round(float(f(50)), 3), float(f(200))
     (0.3, 0.15, 0.0)
   """
+
+  if not 0.0 <= float(initial) <= 1.0:
+    raise ValueError(
+      f"cosine_fraction: initial (the fraction at step 0) must be in [0, 1]; got "
+      f"{initial!r}. Example: cosine_fraction(0.3, end=7500)."
+    )
+  if not _is_int(end) or end < 1:
+    raise ValueError(
+      f"cosine_fraction: end (the step where the fraction reaches 0) must be a positive int; "
+      f"got {end!r}. Example: cosine_fraction(0.3, end=7500)."
+    )
 
   def fraction(step):
     p = jnp.clip(jnp.asarray(step, jnp.float32) / end, 0.0, 1.0)

@@ -255,3 +255,99 @@ def test_regrown_entries_start_at_zero_with_fresh_optimizer_state(inner):
         if old.shape == (4, 4):
           np.testing.assert_array_equal(np.asarray(old)[grown], np.asarray(new)[grown])
     np.testing.assert_array_equal(params["w"][~np.asarray(mask)], 0.0)
+
+
+def _half_masks(params, seed=3):
+  """Uniformly random masks keeping exactly half of every kernel (biases dense)."""
+  return jaxprune.dynamic.random_masks(
+    params, 0.5, key=jax.random.key(seed), distribution="uniform"
+  )
+
+
+def test_a_schedule_prunes_further_from_initial_masks_and_never_revives():
+  params = _params()
+  start = _half_masks(params)
+  sched = schedules.polynomial(begin=0, end=8, every=2)
+  tx = jaxprune.masked(optax.sgd(0.1), 0.9, initial_masks=start, schedule=sched)
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  keep = jax.jit(jaxprune.masks.num_to_keep, static_argnums=0)  # the traced-sparsity count
+  previous = start
+  for step in range(10):
+    updates, state = update(jax.grad(_loss)(params, (X, Y)), state, params)
+    params = optax.apply_updates(params, updates)
+    masks = jaxprune.masks_of(state)
+    for path in ("layers_0", "layers_2"):
+      new, old, m = masks[path]["kernel"], previous[path]["kernel"], start[path]["kernel"]
+      assert not bool(jnp.any(new & ~old)), (step, path)  # only shrinks
+      assert not bool(jnp.any(new & ~m)), (step, path)  # every kept entry was kept by m
+      n, (on, s) = new.size, sched(step, 0.9)
+      # The schedule's sparsity is the whole leaf's: exactly n - round(s n) kept once it
+      # passes m's 50%, m itself before; no change between updates.
+      expected = min(int(keep(n, s)), n // 2) if bool(on) else int(old.sum())
+      assert int(new.sum()) == expected, (step, path)
+      np.testing.assert_array_equal(params[path]["kernel"][~new], 0.0)
+    previous = masks
+  kernel = previous["layers_0"]["kernel"]
+  assert int(kernel.sum()) == kernel.size - round(0.9 * kernel.size)
+
+
+def test_a_target_below_the_initial_masks_sparsity_is_refused():
+  # Masks only shrink from initial_masks: a final target below theirs would never move them.
+  params = _params()
+  start = _half_masks(params)
+  tx = jaxprune.masked(
+    optax.sgd(0.1), 0.25, initial_masks=start, schedule=schedules.polynomial(0, 8, 2)
+  )
+  with pytest.raises(ValueError, match=r"(?s)sparsity=0.25.*50\.0% sparse.*only shrink"):
+    tx.init(params)
+
+
+def test_a_sparsity_that_fixed_initial_masks_override_is_rejected():
+  params = _params()
+  start = _half_masks(params)
+  tx = jaxprune.masked(optax.sgd(0.1), 0.9, initial_masks=start)
+  with pytest.raises(ValueError, match=r"(?s)sparsity=0.9.*50\.0% sparse.*masked\(inner, None"):
+    tx.init(params)
+  with pytest.raises(ValueError, match="sparsity=0.9"):
+    jaxprune.masked(optax.sgd(0.1), 0.9, initial_masks=lambda p: _half_masks(p)).init(params)
+  for agrees in (None, 0.5):  # None, or the masks' own sparsity, trains the fixed masks
+    tx = jaxprune.masked(optax.sgd(0.1), agrees, initial_masks=start)
+    _, state = tx.update(jax.grad(_loss)(params, (X, Y)), tx.init(params), params)
+    kernel = jaxprune.masks_of(state)["layers_0"]["kernel"]
+    np.testing.assert_array_equal(kernel, start["layers_0"]["kernel"])
+
+
+@pytest.mark.parametrize("name", ["rigl", "set"])
+def test_drop_and_grow_from_dense_params_is_refused(name):
+  with pytest.raises(ValueError, match=rf"(?s)sparse starting mask.*dynamic\.{name}"):
+    jaxprune.masked(optax.sgd(0.1), 0.8, criterion=name, schedule=schedules.periodic(2))
+  with pytest.raises(ValueError, match="initial_masks="):
+    jaxprune.masked(optax.sgd(0.1), 0.8, criterion=name)
+  params = _params()
+  all_true = jax.tree.map(lambda p: jnp.ones(p.shape, bool), params)
+  dense_start = jaxprune.masked(
+    optax.sgd(0.1), 0.8, criterion=name, schedule=schedules.periodic(2), initial_masks=all_true
+  )
+  with pytest.raises(ValueError, match=r"(?s)sparse starting mask.*all-True initial_masks"):
+    dense_start.init(params)
+  tx = jaxprune.masked(
+    optax.sgd(0.1),
+    0.5,
+    criterion=name,
+    schedule=schedules.periodic(2),
+    initial_masks=_half_masks(params),
+  )
+  _, state = tx.update(jax.grad(_loss)(params, (X, Y)), tx.init(params), params)
+  assert int(jaxprune.masks_of(state)["layers_0"]["kernel"].sum()) == 64
+
+
+@pytest.mark.parametrize("bad", [1.2, -0.1, float("nan")])
+def test_concrete_injected_sparsity_out_of_range_raises_at_init(bad):
+  params = {"w": jnp.arange(1.0, 17.0).reshape(4, 4)}
+  tx = optax.inject_hyperparams(jaxprune.masked)(inner=optax.sgd(0.1), sparsity=bad)
+  with pytest.raises(ValueError, match=r"(?s)sparsity.*\[0, 1\].*inject_hyperparams"):
+    tx.init(params)
+  # Traced at init (under jit), it cannot be checked; it stays clamped as documented.
+  state = jax.jit(tx.init)(params)
+  assert float(state.hyperparams["sparsity"]) == pytest.approx(bad, nan_ok=True)

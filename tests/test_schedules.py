@@ -77,3 +77,29 @@ def test_bad_schedules(make, match):
 def test_schedule_must_be_callable():
   with pytest.raises(TypeError, match="callable"):
     schedules.get(5)
+
+
+@pytest.mark.parametrize(
+  "make, match",
+  [
+    (lambda: schedules.periodic(1, begin=10, end=3), r"begin=10.*end=3"),
+    (lambda: schedules.periodic(-2), "positive int"),
+    (lambda: schedules.periodic(True), "positive int"),
+    (lambda: schedules.periodic(1.5), "positive int"),
+    (lambda: schedules.one_shot(True), "non-negative int"),
+    (lambda: schedules.polynomial(10, 3, 1), "begin < end"),
+    (lambda: schedules.polynomial(0, 10, 1, power=0.0), "power"),
+    (lambda: schedules.polynomial(0, 10, 1, power=float("nan")), "power"),
+    (lambda: schedules.polynomial(0, 10, 1, initial=float("nan")), "initial"),
+    (lambda: schedules.cosine_fraction(0.3, end=0), "end"),
+    (lambda: schedules.cosine_fraction(1.5, end=10), "initial"),
+  ],
+)
+def test_schedules_that_cannot_work_are_refused(make, match):
+  with pytest.raises(ValueError, match=match):
+    make()
+
+
+def test_periodic_with_begin_equal_to_end_updates_once():
+  sched = schedules.periodic(5, begin=3, end=3)
+  assert [t for t in range(20) if _at(sched, t)[0]] == [3]

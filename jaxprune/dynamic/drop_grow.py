@@ -474,6 +474,17 @@ register("rigl", needs=("grads", "masks", "step", "key"), regrow=True)(rigl_crit
 register("set", needs=("masks", "step", "key"), regrow=True)(set_criterion(0.3).fn)
 
 
+def _check_update_steps(name: str, begin: int, end: int) -> None:
+  """Refuses ``begin >= end``: no update would move a connection (the fraction is 0 at end)."""
+  if isinstance(begin, int) and isinstance(end, int) and begin >= end:
+    raise ValueError(
+      f"{name}: begin={begin} is not before end={end}. Connections move at steps begin, "
+      "begin + every, ... up to end, where the drop fraction has decayed to 0, so no update "
+      f"would move one. Pass begin < end, e.g. jaxprune.dynamic.{name}(inner, 0.9, begin=0, "
+      "end=7500, every=100)."
+    )
+
+
 def _drop_and_grow(
   criterion: Criterion,
   inner: optax.GradientTransformation,
@@ -490,6 +501,7 @@ def _drop_and_grow(
   from jaxprune.dynamic.static import random_masks
   from jaxprune.masked import masked  # deferred: masked imports this package
 
+  _check_update_steps("set_" if criterion.name == "set" else "rigl", begin, end)
   mask_key = jax.random.fold_in(jax.random.key(seed), 1)
   return masked(
     inner,

@@ -194,7 +194,9 @@ class BoundGroups:
     reduce = self.groups.reduce
     out = []
     for g, members, scored in self.bound:
-      total, count, pruned = 0.0, 0, jnp.zeros(g.size, bool)
+      # A channel this group pruned is masked in every member; a NaN row in one member
+      # alone (its input axis pruned by another group) leaves the channel alive.
+      total, count, pruned = 0.0, 0, None
       peak = jnp.full(g.size, -jnp.inf)
       for (li, axis, idx), on in zip(members, scored, strict=True):
         s = score_leaves[li]
@@ -202,7 +204,8 @@ class BoundGroups:
           continue
         s = jnp.take(jnp.asarray(s, jnp.float32), jnp.asarray(idx.reshape(-1)), axis=axis)
         s = jnp.moveaxis(s, axis, 0).reshape(g.size, -1)
-        pruned = pruned | jnp.any(jnp.isnan(s), axis=1)  # NaN: pruned at an earlier update
+        gone = jnp.all(jnp.isnan(s), axis=1)  # NaN: pruned at an earlier update
+        pruned = gone if pruned is None else pruned & gone
         if not on:
           continue
         s = jnp.where(jnp.isnan(s), 0.0, s)
@@ -219,7 +222,8 @@ class BoundGroups:
         score = jnp.square(total)
       else:
         score = total
-      out.append(jnp.where(pruned, jnp.nan, jnp.broadcast_to(score, (g.size,))))
+      score = jnp.broadcast_to(score, (g.size,))
+      out.append(score if pruned is None else jnp.where(pruned, jnp.nan, score))
     return out
 
   def masks_from_keep(

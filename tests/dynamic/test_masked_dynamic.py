@@ -166,3 +166,18 @@ def test_no_retrace_across_updates():
 
   for i in range(8):  # updates at 0, 2, 4, 6 and none in between
     params, state = step(params, state, _grads(i))
+
+
+@pytest.mark.parametrize("build", [dynamic.rigl, dynamic.set_], ids=["rigl", "set_"])
+@pytest.mark.parametrize(
+  "steps, match",
+  [
+    (dict(begin=10, end=3), r"begin=10.*end=3"),
+    (dict(begin=5, end=5), r"begin=5.*end=5"),  # the one update would drop nothing
+    (dict(begin=0, end=10, every=0), "every"),
+    (dict(begin=-1, end=10), "begin"),
+  ],
+)
+def test_drop_and_grow_schedules_that_never_move_a_connection_are_refused(build, steps, match):
+  with pytest.raises(ValueError, match=match):
+    build(optax.sgd(0.1), 0.5, **steps)

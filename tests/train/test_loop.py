@@ -12,7 +12,7 @@ from trainer_helpers import small
 import jaxprune
 import jaxprune.data as jdata
 from jaxprune.data import preparation
-from jaxprune.train import experiment, input_pipeline, optim
+from jaxprune.train import experiment, export, input_pipeline, optim
 from jaxprune.train.config import load_config
 from jaxprune.train.experiment import load_state
 from jaxprune.train.loop import train_and_evaluate
@@ -428,3 +428,29 @@ def test_an_evaluation_stops_a_run_whose_pruned_weights_are_not_zero(tmp_path, m
   monkeypatch.setattr(optim, "make_optimizer", make)
   summary = train_and_evaluate(config, tmp_path / "plain", verbose=False)
   assert summary["sparsity"] > 0.0
+
+
+def test_the_trainer_prunes_further_from_initial_masks_and_never_below_them(tmp_path):
+  # A random 50% ticket, pruned on to 90% by the polynomial schedule (updates at 0, 2, ..., 8).
+  overrides = small(
+    train__num_steps=12,
+    train__log_every_steps=1,
+    pruning__schedule__begin=0.0,
+    pruning__schedule__end=8.0,
+    pruning__schedule__every=2.0,
+  )
+  params = experiment.build(load_config("default", overrides)).create_state().params
+  start = jaxprune.dynamic.random_masks(params, 0.5, key=jax.random.key(0), distribution="uniform")
+  export.save_tree(tmp_path / "masks.npz", start)
+  config = load_config(
+    "default", {**overrides, "pruning.initial_masks": str(tmp_path / "masks.npz")}
+  )
+  summary = train_and_evaluate(config, tmp_path / "run", verbose=False)
+  sparsity = [r["sparsity"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
+  assert len(sparsity) == 12
+  assert sparsity[0] == pytest.approx(0.5)  # the schedule's 0% at step 0 keeps the ticket
+  assert all(b >= a for a, b in zip(sparsity, sparsity[1:], strict=False))
+  assert sparsity[-1] == summary["sparsity"] == pytest.approx(0.9, abs=1e-4)
+  final = jaxprune.masks_of(load_state(config, tmp_path / "run").opt_state)
+  for new, old in zip(jax.tree.leaves(final), jax.tree.leaves(start), strict=True):
+    assert not np.any(np.asarray(new) & ~np.asarray(old))  # every kept entry was kept by m
