@@ -210,14 +210,35 @@ def _lookup(tree: Any, path: tuple[str, ...]) -> Any:
   return tree
 
 
+def _conv_groups(module: nn.Conv, kernel: tuple[int, ...], inputs: Any) -> int:
+  """``feature_group_count`` of a grouped ``nn.Conv`` at the widths of its kernel and input."""
+  in_features, groups = int(jnp.shape(inputs)[-1]), int(module.feature_group_count)
+  if kernel[-2] == 1 and kernel[-1] == in_features:
+    return in_features  # depthwise, one output per input channel: one group per channel
+  if kernel[-2] * groups == in_features and kernel[-1] % groups == 0:
+    return groups  # the grouping the module was built with still fits
+  raise ValueError(
+    f"apply_resized cannot size the grouped convolution {'/'.join(module.path)!r} "
+    f"(feature_group_count={groups}): its kernel has shape {kernel} and its input "
+    f"{in_features} channels, which no grouping fits. Only depthwise convolutions with one "
+    "output per input channel (feature_group_count == features, the grouped convolutions "
+    "jaxprune.groups.trace groups) are resized. Keep this layer's channels, e.g. trace with "
+    "jaxprune.groups.trace(model.apply, variables, x, on_unsupported='keep'), or build the "
+    "module with feature_group_count set for its new widths and call model.apply."
+  )
+
+
 def apply_resized(model: nn.Module, variables: PyTree, *args: Any, **kwargs: Any) -> Any:
   """``model.apply(variables, ...)`` with every layer sized by its (smaller) kernel.
 
   ``nn.Dense``, ``nn.Conv`` and ``nn.DenseGeneral`` take their ``features`` from their
   kernel's output axes and ``nn.MultiHeadDotProductAttention`` its ``num_heads`` (and
   ``qkv_features``) from its query kernel, so the module built with its original widths
-  runs the params from `shrink`. Modules that compute shapes from their own attributes
-  (rather than from their inputs) need those attributes set to the new widths.
+  runs the params from `shrink`. A depthwise ``nn.Conv`` (one output per input channel)
+  takes its ``feature_group_count`` from its input's channels; another grouped
+  convolution whose grouping no longer fits its kernel raises a ValueError. Modules that
+  compute shapes from their own attributes (rather than from their inputs) need those
+  attributes set to the new widths.
 
   Example:
     >>> import jax, jax.numpy as jnp, flax.linen as nn
@@ -239,6 +260,9 @@ def apply_resized(model: nn.Module, variables: PyTree, *args: Any, **kwargs: Any
         object.__setattr__(module, "qkv_features", int(heads * head_dim))
       elif isinstance(module, nn.Dense | nn.Conv) and own and "kernel" in own:
         object.__setattr__(module, "features", int(own["kernel"].shape[-1]))
+        if isinstance(module, nn.Conv) and module.feature_group_count != 1 and call_args:
+          groups = _conv_groups(module, tuple(own["kernel"].shape), call_args[0])
+          object.__setattr__(module, "feature_group_count", groups)
       elif isinstance(module, nn.DenseGeneral) and own and "kernel" in own:
         n = len(module.features) if isinstance(module.features, tuple) else 1
         shape = tuple(int(d) for d in own["kernel"].shape[-n:])

@@ -143,3 +143,41 @@ def test_masks_that_match_no_member_are_refused():
   pruned, _ = jaxprune.prune(variables["params"], 0.5, structure=groups)
   with pytest.raises(ValueError, match="match no member"):
     shrink({"params": pruned}, groups, {"other": {"kernel": jnp.ones((2, 2), bool)}})
+
+
+class InvertedResidual(nn.Module):
+  """A MobileNetV2-style block: 1x1 expand, 3x3 depthwise, 1x1 project, BatchNorm after each."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    def bn(name):
+      return nn.BatchNorm(use_running_average=not train, name=name)
+
+    x = nn.Conv(8, (3, 3), padding="SAME", name="stem")(x)
+    y = nn.relu(bn("bn0")(nn.Conv(16, (1, 1), use_bias=False, name="expand")(x)))
+    y = nn.Conv(16, (3, 3), padding="SAME", feature_group_count=16, use_bias=False, name="dw")(y)
+    y = nn.relu(bn("bn1")(y))
+    x = x + bn("bn2")(nn.Conv(8, (1, 1), use_bias=False, name="project")(y))
+    return nn.Dense(10, name="head")(x.mean((1, 2)))
+
+
+def test_a_depthwise_convolution_runs_at_its_new_width():
+  model = InvertedResidual()
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+  variables = _randomize(model.init(jax.random.key(1), x), jax.random.key(2))
+  groups = jaxprune.groups.trace(model.apply, variables, x, train=False)
+  pruned, masks = jaxprune.prune(variables["params"], 0.5, structure=groups)
+  masked_vars = {**variables, "params": pruned}
+  small, _ = shrink(masked_vars, groups, masks)
+  assert small["params"]["dw"]["kernel"].shape == (3, 3, 1, 8)
+  got = apply_resized(model, small, x, train=False)
+  np.testing.assert_allclose(got, model.apply(masked_vars, x, train=False), rtol=1e-5, atol=1e-5)
+
+
+def test_a_grouped_convolution_whose_groups_no_longer_fit_is_explained():
+  model = nn.Conv(8, (3, 3), feature_group_count=2, name="grouped")
+  smaller = {"params": {"kernel": jnp.ones((3, 3, 4, 6)), "bias": jnp.zeros(6)}}
+  with pytest.raises(ValueError, match=r"(?s)feature_group_count=2.*\(3, 3, 4, 6\).*6 channels"):
+    apply_resized(model, smaller, jnp.ones((1, 5, 5, 6)))
+  fits = {"params": {"kernel": jnp.ones((3, 3, 4, 6)), "bias": jnp.zeros(6)}}
+  assert apply_resized(model, fits, jnp.ones((1, 5, 5, 8))).shape == (1, 5, 5, 6)
