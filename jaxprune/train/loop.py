@@ -12,9 +12,9 @@ into ``workdir``:
   validation split and the test split is evaluated at every evaluation instead;
 * ``checkpoints/``: orbax checkpoints every ``checkpoint.every_steps`` steps and at the end;
 * ``summary.json``: final validation and test loss / accuracy / error (the validation
-  examples are held out from the training split), when BatchNorm statistics were
-  re-estimated after the last mask update (``bn_recalibration``, see `recalibration`),
-  per-layer and total sparsity,
+  examples are held out from the training split), the step after which BatchNorm
+  statistics were re-estimated and over how many batches (``bn_recalibration``, see
+  `recalibration`; None if they were not), per-layer and total sparsity,
   remaining parameters, compression, dense and remaining FLOPs, speedup, wall time, and
   throughput: ``steps_per_second`` and ``cpu_seconds_per_step`` (from the end of the
   first step to the end of the loop, leaving out the evaluations, whose total is
