@@ -6,7 +6,10 @@ attention heads, MLP units) by group L2 norm, delete the removed channels with
 a short budget. Reports validation and test accuracy of (a) the dense model, (b) the
 smaller model right after removal and (c) the smaller model after fine-tuning, plus the
 parameter and MAC ratios. The script checks that the smaller model's logits equal the
-masked dense model's.
+masked dense model's. For models with BatchNorm it also reports (b) and (c) with the
+statistics re-estimated by `jaxprune.recalibrate_batch_stats` over the first
+``--recal-batches`` training batches (``removed_recal_*``, ``ft_recal_*``): training's
+running averages belong to the dense model (b) or trail the fine-tuning (c).
 
 The one choice made, the fine-tuning learning rate (one of ``--ft-lrs``), is picked per
 model and seed on a validation split of 5,000 training images (a fixed draw); the test
@@ -15,12 +18,13 @@ convolutional models and the ViT (4x4 patches, as in ``structural_speed.py``) at
 zero-padded (background) around the digit.
 
   python benchmarks/structural_finetune.py [--models resnet20,vgg_bn] [--seeds 0,1,2]
-      [--dense-steps 600] [--ft-steps 200] [--time-steps]
+      [--dense-steps 600] [--ft-steps 200] [--recal-batches 20] [--time-steps]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import time
@@ -119,7 +123,15 @@ def accuracy(predict, variables, x, y, batch=500):
   return hits / len(x)
 
 
-def run(name, data, seed, dense_steps, ft_steps, ft_lrs, dense_lr, batch):
+def recalibrated(model, variables, x, batches, batch):
+  """``variables`` with BatchNorm statistics re-estimated over the first ``batches`` of ``x``."""
+  images = [x[i * batch : (i + 1) * batch] for i in range(batches)]
+  apply = functools.partial(apply_resized, model)
+  stats = jaxprune.recalibrate_batch_stats(apply, variables, images, train=False)
+  return {**variables, "batch_stats": stats}
+
+
+def run(name, data, seed, dense_steps, ft_steps, ft_lrs, dense_lr, batch, recal_batches=20):
   build, side = CASES[name]
   model = build()
   step = make_step(model)
@@ -154,6 +166,11 @@ def run(name, data, seed, dense_steps, ft_steps, ft_lrs, dense_lr, batch):
   row["mac_ratio"] = _macs(model, dense, (side, side, 1)) / _macs(model, small, (side, side, 1))
   row["removed_val"] = accuracy(predict, small, x["validation"], y["validation"])
   row["removed_test"] = accuracy(predict, small, x["test"], y["test"])
+  recal = "batch_stats" in small and recal_batches > 0
+  if recal:
+    fresh = recalibrated(model, small, x["train"], recal_batches, batch)
+    row["removed_recal_val"] = accuracy(predict, fresh, x["validation"], y["validation"])
+    row["removed_recal_test"] = accuracy(predict, fresh, x["test"], y["test"])
 
   best = None
   row["ft_val_by_lr"] = {}
@@ -179,6 +196,11 @@ def run(name, data, seed, dense_steps, ft_steps, ft_lrs, dense_lr, batch):
       best = (val, lr, tuned)
   row["ft_lr"], row["ft_val"] = best[1], best[0]
   row["ft_test"] = accuracy(predict, best[2], x["test"], y["test"])
+  if recal:
+    fresh = recalibrated(model, best[2], x["train"], recal_batches, batch)
+    row["ft_recal_val"] = accuracy(predict, fresh, x["validation"], y["validation"])
+    row["ft_recal_test"] = accuracy(predict, fresh, x["test"], y["test"])
+  row["recal_batches"] = recal_batches if recal else 0
   return row
 
 
@@ -193,6 +215,12 @@ def main():
   parser.add_argument("--dense-lr", type=float, default=1e-3)
   parser.add_argument("--ft-lrs", default="1e-3,1e-4")
   parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument(
+    "--recal-batches",
+    type=int,
+    default=20,
+    help="training batches to re-estimate BatchNorm statistics over (0: do not report)",
+  )
   parser.add_argument(
     "--eval-examples",
     type=int,
@@ -238,7 +266,15 @@ def main():
   for name in names:
     for seed in (int(s) for s in args.seeds.split(",")):
       r = run(
-        name, data, seed, dense_steps[name], ft_steps[name], ft_lrs, args.dense_lr, args.batch
+        name,
+        data,
+        seed,
+        dense_steps[name],
+        ft_steps[name],
+        ft_lrs,
+        args.dense_lr,
+        args.batch,
+        args.recal_batches,
       )
       r["dense_steps"], r["ft_steps"] = dense_steps[name], ft_steps[name]
       rows.append(r)
@@ -246,14 +282,17 @@ def main():
       args.out.write_text(json.dumps(rows, indent=1))
   print(
     "\n| model | seed | dense steps / fine-tune steps | params ratio | MAC ratio | "
-    "dense test | removed test | fine-tuned test (lr) |"
+    "dense test | removed test | removed, BN re-estimated | fine-tuned test (lr) | "
+    "fine-tuned, BN re-estimated |"
   )
-  print("|---|---|---|---|---|---|---|---|")
+  print("|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
+    recal = lambda key: f"{100 * r[key]:.2f}" if key in r else "n/a (no BatchNorm)"
     print(
       f"| {r['model']} | {r['seed']} | {r['dense_steps']} / {r['ft_steps']} | "
       f"{r['params_ratio']:.2f}x | {r['mac_ratio']:.2f}x | {100 * r['dense_test']:.2f} | "
-      f"{100 * r['removed_test']:.2f} | {100 * r['ft_test']:.2f} ({r['ft_lr']:g}) |"
+      f"{100 * r['removed_test']:.2f} | {recal('removed_recal_test')} | "
+      f"{100 * r['ft_test']:.2f} ({r['ft_lr']:g}) | {recal('ft_recal_test')} |"
     )
 
 

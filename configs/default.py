@@ -97,6 +97,9 @@ def get_config() -> ml_collections.ConfigDict:
   # round's masks.npz): fixed with sparsity 0 (static sparse training), else the schedule
   # prunes further from them. "" = start dense.
   config.pruning.initial_masks = ""
+  # Re-estimate BatchNorm statistics over this many training batches after the last mask
+  # update (one-shot pruning): -1 = 20 for models with BatchNorm, none otherwise; 0 = off.
+  config.pruning.recalibrate_bn = -1
   config.pruning.scoring_temperature = 1.0  # Logit temperature of the loss criteria score with.
   # Steps where the schedule keeps the masks use a second compiled step without the
   # mask-update branch (identical results, faster; costs one more compilation).

@@ -19,6 +19,7 @@ from jaxprune import (
   structures,
   surgery,
 )
+from jaxprune.batchnorm import nnx_recalibrate_batch_stats, recalibrate_batch_stats
 from jaxprune.check import check_sparse
 from jaxprune.errors import (
   JaxpruneError,
@@ -51,8 +52,10 @@ __all__ = [
   "masks",
   "masks_of",
   "nnx_loss_fn",
+  "nnx_recalibrate_batch_stats",
   "penalties",
   "prune",
+  "recalibrate_batch_stats",
   "schedules",
   "sparsity_summary",
   "structures",

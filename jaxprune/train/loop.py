@@ -12,7 +12,9 @@ into ``workdir``:
   validation split and the test split is evaluated at every evaluation instead;
 * ``checkpoints/``: orbax checkpoints every ``checkpoint.every_steps`` steps and at the end;
 * ``summary.json``: final validation and test loss / accuracy / error (the validation
-  examples are held out from the training split), per-layer and total sparsity,
+  examples are held out from the training split), the step after which BatchNorm
+  statistics were re-estimated and over how many batches (``bn_recalibration``, see
+  `recalibration`; None if they were not), per-layer and total sparsity,
   remaining parameters, compression, dense and remaining FLOPs, speedup, wall time, and
   throughput: ``steps_per_second`` and ``cpu_seconds_per_step`` (from the end of the
   first step to the end of the loop, leaving out the evaluations, whose total is
@@ -54,6 +56,7 @@ from jaxprune.train import (
   experiment,
   input_pipeline,
   optim,
+  recalibration,
   report,
   sharding,
   tensorboard_log,
@@ -120,6 +123,14 @@ def train_and_evaluate(
   data_sharding = sharding.batch_sharding(mesh)
   create = exp.create_state
   abstract = jax.eval_shape(create)
+  # BatchNorm statistics re-estimated after the last mask update (config.pruning.recalibrate_bn).
+  recal_step, recal_batches = recalibration.plan(
+    config,
+    bool(jax.tree.leaves(abstract.batch_stats)),
+    steps_per_epoch,
+    total_steps,
+    train_ds.num_examples,
+  )
   shardings = sharding.state_shardings(
     abstract, mesh, fsdp=bool(config.sharding.fsdp), min_size=int(config.sharding.fsdp_min_size)
   )
@@ -253,6 +264,8 @@ def train_and_evaluate(
       batch = next(batches)
       input_wait += time.perf_counter() - fetch_start
       state, metrics = (p_train if updates_masks[step] else p_frozen)(state, batch)
+      if step == recal_step:
+        state = recalibration.recalibrate(state, train_ds, batch_size, recal_batches, put)
       if one_step_in_flight:
         jax.block_until_ready(state)
       window.append(metrics)
@@ -340,6 +353,9 @@ def train_and_evaluate(
     "validation_accuracy": None if last_val is None else last_val["accuracy"],
     "validation_error": None if last_val is None else last_val["error"],
     **evaluation.summarize(state, model, exp.input_shape, last_test),
+    "bn_recalibration": (
+      None if recal_step is None else {"after_step": recal_step + 1, "batches": recal_batches}
+    ),
     "steps_per_second": timed_steps / timed if timed else None,
     "input_wait_fraction": input_wait / timed if timed else None,
     "cpu_seconds_per_step": (cpu_end - cpu_from - eval_cpu) / timed_steps if timed else None,

@@ -81,3 +81,103 @@ def test_vit_keeps_half_its_heads_and_mlp_units():
   attn = small["params"]["block1"]["attn"]
   assert attn["query"]["kernel"].shape == (64, 2, 16) and attn["out"]["kernel"].shape == (2, 16, 64)
   assert small["params"]["block1"]["mlp_in"]["kernel"].shape == (64, 16)
+
+
+def _params_traced(model, shape):
+  """Groups traced on the params alone (the other collections closed over)."""
+  x = jax.random.normal(jax.random.key(0), (4, *shape))
+  variables = _randomize(model.init(jax.random.key(1), x), jax.random.key(2))
+  apply = lambda p, x: model.apply({**variables, "params": p}, x)
+  return x, variables, jaxprune.groups.trace(apply, variables["params"], x)
+
+
+def test_groups_traced_on_the_params_shrink_the_params_under_their_collection_or_alone():
+  model, shape = CASES["lenet5"]
+  x, variables, groups = _params_traced(model, shape)
+  pruned, masks = jaxprune.prune(variables["params"], 0.5, structure=groups)
+  expected = model.apply({"params": pruned}, x)
+  small, widths = shrink({"params": pruned}, groups, masks)
+  assert widths == {g.name: g.size - round(0.5 * g.size) for g in groups}
+  assert models.count_params(small) < 0.75 * models.count_params(variables)
+  np.testing.assert_allclose(apply_resized(model, small, x), expected, rtol=1e-5, atol=1e-5)
+  alone, _ = shrink(pruned, groups, masks)
+  assert jax.tree.map(jnp.shape, alone) == jax.tree.map(jnp.shape, small["params"])
+  unmasked, _ = shrink({"params": pruned}, groups)  # the all-zero channels, without masks
+  assert jax.tree.map(jnp.shape, unmasked) == jax.tree.map(jnp.shape, small)
+
+
+def test_groups_traced_on_all_variables_shrink_the_params_alone():
+  model, shape = CASES["vgg_bn"]
+  x = jnp.ones((2, *shape))
+  variables = model.init(jax.random.key(1), x)
+  groups = jaxprune.groups.trace(model.apply, variables, x, train=False)
+  pruned, masks = jaxprune.prune(variables["params"], 0.5, structure=groups)
+  full, _ = shrink({**variables, "params": pruned}, groups, masks)
+  alone, _ = shrink(pruned, groups, masks)
+  assert jax.tree.map(jnp.shape, alone) == jax.tree.map(jnp.shape, full["params"])
+
+
+def test_statistics_the_groups_were_not_traced_with_are_refused():
+  model, shape = CASES["vgg_bn"]
+  _, variables, groups = _params_traced(model, shape)
+  pruned, masks = jaxprune.prune(variables["params"], 0.5, structure=groups)
+  with pytest.raises(ValueError, match=r"(?s)batch_stats/.*trace\(model.apply, variables, x\)"):
+    shrink({**variables, "params": pruned}, groups, masks)
+
+
+def test_a_tree_of_another_model_or_an_already_shrunk_one_is_refused():
+  model, shape = CASES["lenet5"]
+  x, variables, groups = _params_traced(model, shape)
+  pruned, masks = jaxprune.prune(variables["params"], 0.5, structure=groups)
+  other = CASES["lenet300100"][0].init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match=r"(?s)not the ones the groups were traced on.*shrink\("):
+    shrink(other, groups)
+  small, _ = shrink({"params": pruned}, groups, masks)
+  with pytest.raises(ValueError, match="shrink a tree once"):
+    shrink(small, groups)
+
+
+def test_masks_that_match_no_member_are_refused():
+  model, shape = CASES["lenet5"]
+  _, variables, groups = _params_traced(model, shape)
+  pruned, _ = jaxprune.prune(variables["params"], 0.5, structure=groups)
+  with pytest.raises(ValueError, match="match no member"):
+    shrink({"params": pruned}, groups, {"other": {"kernel": jnp.ones((2, 2), bool)}})
+
+
+class InvertedResidual(nn.Module):
+  """A MobileNetV2-style block: 1x1 expand, 3x3 depthwise, 1x1 project, BatchNorm after each."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    def bn(name):
+      return nn.BatchNorm(use_running_average=not train, name=name)
+
+    x = nn.Conv(8, (3, 3), padding="SAME", name="stem")(x)
+    y = nn.relu(bn("bn0")(nn.Conv(16, (1, 1), use_bias=False, name="expand")(x)))
+    y = nn.Conv(16, (3, 3), padding="SAME", feature_group_count=16, use_bias=False, name="dw")(y)
+    y = nn.relu(bn("bn1")(y))
+    x = x + bn("bn2")(nn.Conv(8, (1, 1), use_bias=False, name="project")(y))
+    return nn.Dense(10, name="head")(x.mean((1, 2)))
+
+
+def test_a_depthwise_convolution_runs_at_its_new_width():
+  model = InvertedResidual()
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+  variables = _randomize(model.init(jax.random.key(1), x), jax.random.key(2))
+  groups = jaxprune.groups.trace(model.apply, variables, x, train=False)
+  pruned, masks = jaxprune.prune(variables["params"], 0.5, structure=groups)
+  masked_vars = {**variables, "params": pruned}
+  small, _ = shrink(masked_vars, groups, masks)
+  assert small["params"]["dw"]["kernel"].shape == (3, 3, 1, 8)
+  got = apply_resized(model, small, x, train=False)
+  np.testing.assert_allclose(got, model.apply(masked_vars, x, train=False), rtol=1e-5, atol=1e-5)
+
+
+def test_a_grouped_convolution_whose_groups_no_longer_fit_is_explained():
+  model = nn.Conv(8, (3, 3), feature_group_count=2, name="grouped")
+  smaller = {"params": {"kernel": jnp.ones((3, 3, 4, 6)), "bias": jnp.zeros(6)}}
+  with pytest.raises(ValueError, match=r"(?s)feature_group_count=2.*\(3, 3, 4, 6\).*6 channels"):
+    apply_resized(model, smaller, jnp.ones((1, 5, 5, 6)))
+  fits = {"params": {"kernel": jnp.ones((3, 3, 4, 6)), "bias": jnp.zeros(6)}}
+  assert apply_resized(model, fits, jnp.ones((1, 5, 5, 8))).shape == (1, 5, 5, 6)
