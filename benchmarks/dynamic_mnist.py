@@ -18,11 +18,15 @@ picked from ``--lrs`` by validation error (the mean over seeds ``0..--val-seeds-
 RigL and SET jointly with ΔT (``--every``) and α (``--alphas``) -- then ``--seeds`` runs with
 those settings report test error (mean ± sd). The test set is read only by those runs;
 ``--seeds 0`` stops after validation, for recipe searches. Writes ``results.json`` and
-``error_vs_sparsity.png`` under ``--out``.
+``error_vs_sparsity.png`` under ``--out``; ``--record NAME`` also writes the per-seed test
+errors, kept fractions and compressions (all parameters / nonzero ones, biases included,
+as the reproduction table counts) to ``benchmarks/results/NAME.json``.
 
   python benchmarks/dynamic_mnist.py --epochs 20 --sparsities 0.98 --out /tmp/dynamic_mnist
   python benchmarks/dynamic_mnist.py --methods rigl --every 50,100,200 --alphas 0.1,0.3,0.5
   python benchmarks/dynamic_mnist.py --methods rigl --schedule cosine --weight-decay 0.05 --seeds 0
+  python benchmarks/dynamic_mnist.py --epochs 20 --sparsities 0.98 --lrs 1e-3,3e-3 \
+    --schedule cosine --weight-decay 0.05 --val-seeds 2 --seeds 3 --record dynamic_mnist_98
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from criteria_mnist import MODEL, apply_fn, calibration_batch, load_mnist, train_loss
+from results_files import RESULTS_DIR, write_per_seed
 
 import jaxprune
 from jaxprune import dynamic, schedules
@@ -78,8 +83,24 @@ def build(method, lr, sparsity, steps, params, calib, seed, every=100, alpha=0.3
   raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
 
 
+def counts(params):
+  """The kernels' kept fraction, and all parameters / nonzero parameters (biases included).
+
+  Example:
+    >>> import numpy as np
+    >>> counts({"w": np.array([[0.0, 1.0], [0.0, 0.0]]), "b": np.array([0.5, 0.0])})
+    (0.25, 3.0)
+  """
+  leaves = jax.tree.leaves(params)
+  kernels = [v for v in leaves if v.ndim > 1]
+  kept = float(sum(np.count_nonzero(k) for k in kernels) / sum(k.size for k in kernels))
+  nonzero = sum(np.count_nonzero(v) for v in leaves)
+  return kept, float(sum(v.size for v in leaves) / nonzero)
+
+
 def run(method, lr, sparsity, epochs, train, evaluate, seed, every=100, alpha=0.3, recipe=None):
-  """Trains from a fresh init; returns the error (%) on ``evaluate`` and the kept fraction."""
+  """Trains from a fresh init; returns the error (%) on ``evaluate``, the kernels' kept
+  fraction and the compression (`counts`)."""
   (x, y), (xe, ye) = train, evaluate
   steps = epochs * (x.shape[0] // BATCH)
   params = MODEL.init(jax.random.key(seed), jnp.ones((1, 28, 28, 1)))["params"]
@@ -102,9 +123,7 @@ def run(method, lr, sparsity, epochs, train, evaluate, seed, every=100, alpha=0.
   for e in range(epochs):
     params, opt_state = epoch(params, opt_state, jax.random.key(1000 * seed + e))
   acc = float(jnp.mean(jnp.argmax(apply_fn(params, xe), -1) == ye))
-  kernels = [v for v in jax.tree.leaves(params) if v.ndim > 1]
-  kept = float(sum(jnp.sum(k != 0) for k in kernels) / sum(k.size for k in kernels))
-  return 100.0 * (1.0 - acc), kept
+  return 100.0 * (1.0 - acc), *counts(jax.device_get(params))
 
 
 def main() -> None:
@@ -122,6 +141,11 @@ def main() -> None:
   p.add_argument("--val-seeds", type=int, default=1, help="seeds averaged per validation point")
   p.add_argument("--seeds", type=int, default=3, help="test seeds; 0: validation only")
   p.add_argument("--out", default="/tmp/dynamic_mnist")
+  p.add_argument(
+    "--record",
+    default="",
+    help="also write the per-seed values to benchmarks/results/RECORD.json",
+  )
   args = p.parse_args()
   (x, y), (xt, yt) = load_mnist()
   x, y, xt, yt = map(jnp.asarray, (x, y, xt, yt))
@@ -171,7 +195,7 @@ def main() -> None:
         run(method, float(lr), s, args.epochs, train, test, seed, every, alpha, recipe)
         for seed in range(args.seeds)
       ]
-      errs = [e for e, _ in runs]
+      errs = [r[0] for r in runs]
       results[f"{method}@{s}"] = dict(
         method=method,
         sparsity=s,
@@ -186,6 +210,8 @@ def main() -> None:
         mean=statistics.mean(errs),
         sd=statistics.stdev(errs) if len(errs) > 1 else 0.0,
         kept=runs[0][1],
+        kepts=[r[1] for r in runs],
+        compressions=[r[2] for r in runs],
       )
       r = results[f"{method}@{s}"]
       print(
@@ -195,8 +221,39 @@ def main() -> None:
         flush=True,
       )
       (out / "results.json").write_text(json.dumps(results, indent=1))
+      if args.record:
+        record(results, RESULTS_DIR / f"{args.record}.json")
   if args.seeds > 0:
     plot(results, out / "error_vs_sparsity.png")
+
+
+def record(results, path):
+  """Writes the per-seed values of ``results`` (rows with test runs) in `results_files`' form.
+
+  Example:
+    >>> import tempfile
+    >>> from results_files import read_per_seed
+    >>> res = {"rigl@0.98": dict(test_errors=[2.3, 2.4], kepts=[0.02, 0.02],
+    ...                          compressions=[46.5, 46.4], lr=0.003)}
+    >>> data = read_per_seed(record(res, tempfile.mkdtemp() + "/r.json"))
+    >>> data["rows"]["rigl@0.98"][1]
+    {'seed': 1, 'test_error_pct': 2.4, 'kept': 0.02, 'compression': 46.4, 'lr': 0.003}
+  """
+  import shlex
+  import sys
+
+  rows = {
+    key: [
+      {"seed": s, "test_error_pct": e, "kept": k, "compression": c, "lr": r["lr"]}
+      for s, (e, k, c) in enumerate(
+        zip(r["test_errors"], r["kepts"], r["compressions"], strict=True)
+      )
+    ]
+    for key, r in results.items()
+    if "test_errors" in r
+  }
+  command = shlex.join(["python", "benchmarks/dynamic_mnist.py", *sys.argv[1:]])
+  return write_per_seed(path, "Sparse training from scratch (dynamic_mnist.py)", command, rows)
 
 
 def plot(results, path):

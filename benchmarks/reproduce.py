@@ -18,9 +18,16 @@ now replace their entries and the others keep theirs, so one row can be rerun al
 ``benchmarks/RESULTS.md`` and writes ``benchmarks/reproduction.png`` (test error vs
 compression, ours and the papers').
 
+Every row run writes the per-seed values it averages to
+``benchmarks/results/reproduce_<row>.json`` (`per_seed_record`; read them back with
+``python benchmarks/results_files.py FILE``). ``--set key=value`` runs the rows with an
+extra config override, e.g. a shorter budget, in ``--out/set_<key=value>/`` with its
+per-seed files there; such a variant never enters the table (``--write`` is refused).
+
   python benchmarks/reproduce.py --dry-run
   python benchmarks/reproduce.py --rows frankle2019_lenet300 --seeds 0,1,2 --out runs/repro
   python benchmarks/reproduce.py --write --dynamic-results runs/dynamic_mnist/results.json
+  python benchmarks/reproduce.py --rows molchanov2017_lenet300 --set train.num_epochs=20
 
 Where a row trains fewer iterations than its paper (CPU time), its ``deviations`` say so.
 
@@ -32,6 +39,7 @@ is refused, and `aggregate` checks ``summary["dataset"]`` of every run it averag
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import itertools
 import json
@@ -41,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from results_files import RESULTS_DIR, write_per_seed
 
 from jaxprune.train.files import atomic_open
 from jaxprune.train.loop import write_json
@@ -126,6 +135,21 @@ SNIP_DEVIATION = (
   "decaying every 25k over a longer run"
 )
 
+# Why the LeNet-5 row's compression (nonzero parameters) exceeds its masks' count.
+SNIP_LENET5_ZEROS = (
+  "compression counts nonzero parameters: the masks keep 4,305 of the 430,500 kernel weights, "
+  "which with all 580 biases would be 88.25×; the rest are fc1 (Dense_0) biases that stay "
+  "exactly 0. Each belongs to a unit that the mask leaves with no incoming and no outgoing "
+  "weight and whose bias got no gradient at the first (still dense) step; after it, such a "
+  "unit's pre-activation is its bias, 0, where JAX's ReLU gradient is 0, and no kept weight "
+  "carries its output, so the bias never moves from its initial 0. In the first 30 steps of "
+  "seeds 0–2 there are 14, 40 and 21 such biases (88.50×, 88.97×, 88.63×; mean 88.70×): "
+  "`python benchmarks/reproduce.py --rows snip2019_lenet5 --set train.num_steps=30`, then "
+  "`python benchmarks/results_files.py "
+  "runs/reproduce/set_num_steps=30/per_seed/reproduce_snip2019_lenet5.json` (fields "
+  "zero_biases, compression)"
+)
+
 ROWS = (
   Row(
     "han2015_lenet300",
@@ -162,7 +186,7 @@ ROWS = (
     "snip",
     {**LENET5, **SNIP_SGD, "pruning.sparsity": 0.99},
     recipe=SNIP_RECIPE,
-    deviations=SNIP_DEVIATION,
+    deviations=SNIP_DEVIATION + ". " + SNIP_LENET5_ZEROS,
     curve=True,
   ),
   Row(
@@ -202,7 +226,9 @@ ROWS = (
     deviations=(
       f"{LENET5_VD_EPOCHS:g} epochs instead of 200, with the KL ramp shortened to match "
       "(CPU time: about a minute per epoch here); compression keeps rising with longer "
-      "training (LeNet-300-100: 41.5× at 20 epochs, 106× at 200)"
+      "training (LeNet-300-100: 106× at 200 epochs, the row above; 41.5× at 20 epochs, from "
+      "an earlier run of this row with 20 epochs, commit f82bee0; regenerate with `python "
+      "benchmarks/reproduce.py --rows molchanov2017_lenet300 --set train.num_epochs=20`)"
     ),
     curve=True,
   ),
@@ -486,6 +512,100 @@ def aggregate(row: Row, summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
   return out
 
 
+# The fields of a run's summary that `aggregate` reads, and the counts behind them.
+SUMMARY_FIELDS = (
+  "dataset",
+  "test_error",
+  "validation_error",
+  "compression",
+  "params_total",
+  "params_remaining",
+  "sparsity",
+  "neurons",
+  "architecture",
+)
+
+
+def per_seed_record(seed: int, workdir: Path | str, summary: dict[str, Any]) -> dict[str, Any]:
+  """What one run contributes to its row: the fields `aggregate` averages, and counts.
+
+  For a run's ``summary.json``: `SUMMARY_FIELDS`, plus ``zero_biases`` and
+  ``zero_kernel_entries`` (exact zeros in the 1-D leaves and in the others, from the
+  summary's per-leaf counts), so that a compression counted on the masks alone (all
+  parameters / (all − kernel zeros)) can be recomputed beside the nonzero count's. For a
+  lottery run (``lottery.json``): per round, each run kind's test error and early-stopping
+  step. `aggregate` of the records gives the row's numbers again.
+
+  Example:
+    >>> s = {"dataset": "mnist", "test_error": 0.02, "validation_error": 0.03,
+    ...      "compression": 2.0, "params_total": 6, "params_remaining": 3,
+    ...      "layers": {"w": {"shape": [2, 2], "size": 4, "nonzero": 2},
+    ...                 "b": {"shape": [2], "size": 2, "nonzero": 1}}}
+    >>> r = per_seed_record(1, "runs/x/seed_1", s)
+    >>> r["seed"], r["compression"], r["zero_biases"], r["zero_kernel_entries"]
+    (1, 2.0, 1, 2)
+  """
+  record: dict[str, Any] = {"seed": seed, "workdir": str(workdir)}
+  if "rounds" in summary:  # lottery.json
+    record["dataset"] = summary.get("dataset")
+    record["rounds"] = [
+      {
+        "round": r["round"],
+        "weights_remaining": r["weights_remaining"],
+        **{
+          name: {k: r[name][k] for k in ("test_error", "early_stop_step")}
+          for name in ("ticket", "reinit", "random")
+          if name in r
+        },
+      }
+      for r in summary["rounds"]
+    ]
+    return record
+  record.update({k: summary[k] for k in SUMMARY_FIELDS if k in summary})
+  layers = summary.get("layers", {})
+  record["zero_biases"] = sum(
+    v["size"] - v["nonzero"] for v in layers.values() if len(v["shape"]) == 1
+  )
+  record["zero_kernel_entries"] = sum(
+    v["size"] - v["nonzero"] for v in layers.values() if len(v["shape"]) > 1
+  )
+  return record
+
+
+def write_row_seeds(
+  row: Row, records: Sequence[dict[str, Any]], directory: Path, command: str
+) -> Path:
+  """Writes ``records`` (`per_seed_record` per seed) to ``directory/reproduce_<row>.json``."""
+  return write_per_seed(
+    directory / f"reproduce_{row.name}.json",
+    f"Reproduction table: {row.paper}, {row.setting}",
+    command,
+    {row.name: records},
+  )
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+  """``["train.num_epochs=20"]`` -> ``{"train.num_epochs": 20}`` (Python literals, else strings).
+
+  Example:
+    >>> parse_sets(["train.num_epochs=20", "optimizer.name=sgd"])
+    {'train.num_epochs': 20, 'optimizer.name': 'sgd'}
+  """
+  out = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+      raise ValueError(
+        f"--set takes key=value with a dotted config field; got {item!r}, e.g. "
+        "--set train.num_epochs=20"
+      )
+    try:
+      out[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      out[key] = value
+  return out
+
+
 def cited(row: Row, dynamic_results: Path | None) -> dict[str, Any] | None:
   """The numbers of a ``cited`` row from ``benchmarks/dynamic_mnist.py``'s ``results.json``.
 
@@ -497,15 +617,28 @@ def cited(row: Row, dynamic_results: Path | None) -> dict[str, Any] | None:
   if entry is None:
     return None
   errs = np.array(entry["test_errors"]) / 100  # dynamic_mnist.py records percentages.
-  return {
+  out = {
     "chosen": {"optimizer.learning_rate": entry["lr"]},
     "test_error_mean": float(errs.mean()),
     "test_error_sd": _sd(errs),
     "test_errors": errs.tolist(),
-    "compression_mean": 1.0 / float(entry["kept"]),
-    "compression_sd": 0.0,
     "seeds": len(errs),
     "source": f"benchmarks/{row.cited[0]}.py ({row.cited[1]})",
+  }
+  if "compressions" in entry:  # all parameters / nonzero ones, as the other rows count
+    comp = np.array(entry["compressions"], float)
+    return {
+      **out,
+      "compression_mean": float(comp.mean()),
+      "compression_sd": _sd(comp),
+      "compression_basis": "all parameters",
+    }
+  # Files written before dynamic_mnist.py recorded it: the kernels' kept fraction only.
+  return {
+    **out,
+    "compression_mean": 1.0 / float(entry["kept"]),
+    "compression_sd": 0.0,
+    "compression_basis": "kernels",
   }
 
 
@@ -535,11 +668,42 @@ def main(argv: Sequence[str] | None = None) -> None:
     default=None,
     help="results.json of benchmarks/dynamic_mnist.py, for the rows it supplies",
   )
+  parser.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="extra config override for every run of --rows (a variant: runs in "
+    "--out/set_<key=value>, never written to RESULTS.md), e.g. --set train.num_epochs=20",
+  )
+  parser.add_argument(
+    "--per-seed-dir",
+    type=Path,
+    default=None,
+    help="where reproduce_<row>.json goes (default: benchmarks/results, or "
+    "--out/set_<...>/per_seed with --set)",
+  )
   args = parser.parse_args(argv)
   wanted = {r for r in args.rows.split(",") if r}
   unknown = wanted - {r.name for r in ROWS}
   if unknown:
     parser.error(f"unknown rows {sorted(unknown)}; the rows are {[r.name for r in ROWS]}")
+  try:
+    sets = parse_sets(args.set)
+  except ValueError as e:
+    parser.error(str(e))
+  if sets:
+    ran = [r for r in ROWS if not wanted or r.name in wanted]
+    if not wanted or any(r.cited is not None for r in ran) or args.write:
+      parser.error(
+        f"--set {' '.join(args.set)} makes a variant of the rows it runs: name them with "
+        "--rows (rows taken from another benchmark cannot take it), and leave out --write, "
+        "since a variant is not the table's recipe; e.g. --rows molchanov2017_lenet300 "
+        "--set train.num_epochs=20"
+      )
+    args.out = args.out / f"set_{_tag(sets)}"  # never mixed with the table's own runs
+  per_seed_dir = args.per_seed_dir or (args.out / "per_seed" if sets else RESULTS_DIR)
+  flags = f" --seeds {args.seeds}" + "".join(f" --set {item}" for item in args.set)
   if args.dynamic_results is not None and not args.dynamic_results.is_file():
     parser.error(
       f"--dynamic-results {args.dynamic_results} is not a file (dynamic_mnist.py's "
@@ -550,10 +714,12 @@ def main(argv: Sequence[str] | None = None) -> None:
   for row in ROWS:
     if wanted and row.name not in wanted:
       continue
+    row = dataclasses.replace(row, overrides={**row.overrides, **sets})
+    cmd = f"python benchmarks/reproduce.py --rows {row.name}{flags}"
     if row.cited is not None:
       found = cited(row, args.dynamic_results)
       if found is not None:  # else the row keeps its earlier result (reproduction.json)
-        results[row.name] = found
+        results[row.name] = found  # its per-seed values: dynamic_mnist.py's --record file
       print(f"# {row.name}: from {row.cited[0]} ({'found' if found else 'missing'})")
       continue
     if args.dry_run:
@@ -569,10 +735,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(shlex.join(command(row, args.out / row.name / f"seed_{seed}", extra)))
       continue
     chosen, grid = choose(row, args.out)
-    runs = [
-      run_one(row, workdir_of(row, args.out, chosen, s), {**chosen, "seed": s}) for s in seeds
-    ]
+    dirs = [workdir_of(row, args.out, chosen, s) for s in seeds]
+    runs = [run_one(row, d, {**chosen, "seed": s}) for s, d in zip(seeds, dirs, strict=True)]
     results[row.name] = {"chosen": chosen, "grid": grid, **aggregate(row, runs)}
+    records = [per_seed_record(s, d, r) for s, d, r in zip(seeds, dirs, runs, strict=True)]
+    write_row_seeds(row, records, per_seed_dir, cmd)
     print(row.name, json.dumps(results[row.name], default=str), flush=True)
   if args.dry_run:
     return
@@ -660,8 +827,14 @@ def table(results: dict[str, Any], out: Path, seeds: Sequence[int]) -> str:
     if res is None:
       continue
     if row.cited is not None:
+      basis = ""
+      if res.get("compression_basis", "kernels") == "kernels":  # older results: kernels only
+        basis = (
+          " (ERK kernels only: kernel weights / kept kernel weights, biases not counted, "
+          "unlike the other rows)"
+        )
       lines.append(
-        f"| {row.paper} | {row.setting} | {_paper(row)} | {_ours(res)} (ERK kernels) | "
+        f"| {row.paper} | {row.setting} | {_paper(row)} | {_ours(res)}{basis} | "
         f"{recipe} | from `{res['source']}`: see *Sparse training from scratch* |"
       )
       continue
@@ -690,7 +863,9 @@ def table(results: dict[str, Any], out: Path, seeds: Sequence[int]) -> str:
     )
   lines.append(
     f"\n{DATE}. Seeds {', '.join(map(str, seeds))}; test error at the end of training, mean ± sd "
-    "(ddof 1); compression = all parameters / nonzero parameters (biases included). "
+    "(ddof 1); compression = all parameters / nonzero parameters (biases included; a bias "
+    "that is exactly 0 counts as removed). Per-seed values: `benchmarks/results/"
+    "reproduce_<row>.json` where committed (see *Per-seed data* below the table). "
     "Hyperparameters that are not the paper's were chosen on the validation split (6,000 of "
     "the 60,000 training images), seed 0. Plot: `benchmarks/reproduction.png`."
   )

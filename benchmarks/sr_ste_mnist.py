@@ -6,7 +6,8 @@ alone, the SR-STE run with `jaxprune.train.optim.dynamic_optimizer` of that conf
 (2:4 along the input axis, λ_W = 2e-4, masks re-chosen every step, first convolution
 dense). The last 5,000 training images are held out for validation; ``--epochs`` of the
 other 55,000, then the validation and test errors at the end (no early stopping, no choice
-made on test). Seeds ``0 .. --seeds-1``; writes ``results.json`` under ``--out``.
+made on test). Seeds ``0 .. --seeds-1``; writes ``results.json`` under ``--out``, and with
+``--record NAME`` the per-seed errors to ``benchmarks/results/NAME.json`` (`results_files`).
 
 Each step is its own jitted call (params and optimizer state donated), not a
 `jax.lax.scan` over an epoch: on XLA:CPU (jax 0.10.2) this model's step inside a
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from criteria_mnist import load_mnist
+from results_files import RESULTS_DIR, write_per_seed
 
 from jaxprune import criteria
 from jaxprune.train.config import load_config
@@ -37,6 +41,7 @@ from jaxprune.train.optim import dynamic_optimizer, inner_optimizer, learning_ra
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "sr_ste.py"
 MODEL = LeNet5Caffe(num_classes=10)
+METHODS = ("sr_ste", "dense")
 
 
 def apply_fn(params, x):
@@ -104,6 +109,7 @@ def main() -> None:
   p.add_argument("--epochs", type=int, default=4)
   p.add_argument("--seeds", type=int, default=3)
   p.add_argument("--out", default="/tmp/sr_ste_mnist")
+  p.add_argument("--record", default="", help="also write benchmarks/results/RECORD.json")
   args = p.parse_args()
   config = load_config(CONFIG)
   (x, y), (xt, yt) = load_mnist()
@@ -112,7 +118,7 @@ def main() -> None:
   out.mkdir(parents=True, exist_ok=True)
   results = []
   for seed in range(args.seeds):
-    for method in ("sr_ste", "dense"):
+    for method in METHODS:
       r = run(method, config, args.epochs, data, seed)
       results.append(r)
       print(
@@ -121,7 +127,15 @@ def main() -> None:
         flush=True,
       )
       (out / "results.json").write_text(json.dumps(results, indent=1))
-  for method in ("sr_ste", "dense"):
+  if args.record:
+    fields = ("seed", "test_error", "val_error", "steps")
+    write_per_seed(
+      RESULTS_DIR / f"{args.record}.json",
+      "SR-STE 2:4 vs dense on LeNet-5 (sr_ste_mnist.py), errors in %",
+      shlex.join(["python", "benchmarks/sr_ste_mnist.py", *sys.argv[1:]]),
+      {m: [{k: r[k] for k in fields} for r in results if r["method"] == m] for m in METHODS},
+    )
+  for method in METHODS:
     errs = [r["test_error"] for r in results if r["method"] == method]
     sd = statistics.stdev(errs) if len(errs) > 1 else 0.0
     print(f"{method:>7}: test error {statistics.mean(errs):.2f} ± {sd:.2f}%  ({errs})")
