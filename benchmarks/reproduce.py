@@ -137,17 +137,16 @@ SNIP_DEVIATION = (
 
 # Why the LeNet-5 row's compression (nonzero parameters) exceeds its masks' count.
 SNIP_LENET5_ZEROS = (
-  "compression counts nonzero parameters: the masks keep 4,305 of the 430,500 kernel weights, "
+  "Compression counts nonzero parameters: the masks keep 4,305 of the 430,500 kernel weights, "
   "which with all 580 biases would be 88.25×; the rest are fc1 (Dense_0) biases that stay "
   "exactly 0. Each belongs to a unit that the mask leaves with no incoming and no outgoing "
   "weight and whose bias got no gradient at the first (still dense) step; after it, such a "
   "unit's pre-activation is its bias, 0, where JAX's ReLU gradient is 0, and no kept weight "
   "carries its output, so the bias never moves from its initial 0. In the first 30 steps of "
-  "seeds 0–2 there are 14, 40 and 21 such biases (88.50×, 88.97×, 88.63×; mean 88.70×): "
-  "`python benchmarks/reproduce.py --rows snip2019_lenet5 --set train.num_steps=30`, then "
-  "`python benchmarks/results_files.py "
-  "runs/reproduce/set_num_steps=30/per_seed/reproduce_snip2019_lenet5.json` (fields "
-  "zero_biases, compression)"
+  "seeds 0–2 there are 14, 40 and 21 such biases (88.50×, 88.97×, 88.63×; mean 88.70×; "
+  "fields zero_biases and compression of benchmarks/results/"
+  "snip2019_lenet5_first_30_steps.json, from `python benchmarks/reproduce.py --rows "
+  "snip2019_lenet5 --set train.num_steps=30`)"
 )
 
 ROWS = (
@@ -573,14 +572,17 @@ def per_seed_record(seed: int, workdir: Path | str, summary: dict[str, Any]) -> 
 
 
 def write_row_seeds(
-  row: Row, records: Sequence[dict[str, Any]], directory: Path, command: str
+  row: Row, records: Sequence[dict[str, Any]], directory: Path, command: str, variant: str = ""
 ) -> Path:
-  """Writes ``records`` (`per_seed_record` per seed) to ``directory/reproduce_<row>.json``."""
+  """Writes ``records`` (`per_seed_record` per seed) to ``directory/reproduce_<row>.json``.
+
+  ``variant`` names the ``--set`` overrides of a run that is not the table's recipe.
+  """
+  table = f"Reproduction table: {row.paper}, {row.setting}"
+  if variant:
+    table += f"; a variant, not the table's recipe: {variant}"
   return write_per_seed(
-    directory / f"reproduce_{row.name}.json",
-    f"Reproduction table: {row.paper}, {row.setting}",
-    command,
-    {row.name: records},
+    directory / f"reproduce_{row.name}.json", table, command, {row.name: records}
   )
 
 
@@ -739,7 +741,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs = [run_one(row, d, {**chosen, "seed": s}) for s, d in zip(seeds, dirs, strict=True)]
     results[row.name] = {"chosen": chosen, "grid": grid, **aggregate(row, runs)}
     records = [per_seed_record(s, d, r) for s, d, r in zip(seeds, dirs, runs, strict=True)]
-    write_row_seeds(row, records, per_seed_dir, cmd)
+    write_row_seeds(row, records, per_seed_dir, cmd, " ".join(args.set))
     print(row.name, json.dumps(results[row.name], default=str), flush=True)
   if args.dry_run:
     return

@@ -14,7 +14,13 @@ Each step is its own jitted call (params and optimizer state donated), not a
 scan's while loop took 5.8x the CPU time of the same step jitted alone (batch 100,
 adam: 443 vs 76 ms of process CPU time per step; SR-STE 446 ms in the scan).
 
+``--step-cost`` measures those step costs instead of training: process CPU time per step
+of the dense and the SR-STE step, each jitted alone and inside a `jax.lax.scan` over
+``--cost-steps`` steps, and of the gradient of the model's first max-pool (XLA's
+``select_and_scatter``) against the same pooling written as a reshape and ``max``.
+
   python benchmarks/sr_ste_mnist.py --epochs 3 --seeds 3 --out /tmp/sr_ste_mnist
+  python benchmarks/sr_ste_mnist.py --step-cost --cost-steps 5
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -104,14 +111,62 @@ def run(method, config, epochs, data, seed):
   )
 
 
+def _cpu_per_call(fn, calls):
+  """Process CPU seconds per call of ``fn`` (after one warm-up call)."""
+  jax.block_until_ready(fn())
+  start = time.process_time()
+  for _ in range(calls):
+    jax.block_until_ready(fn())
+  return (time.process_time() - start) / calls
+
+
+def step_cost(config, steps, calls=3):
+  """CPU ms per step: dense and SR-STE steps alone and in a scan; the first pool's gradient."""
+  batch = 100  # the batch of the costs in RESULTS.md (the config trains with 128)
+  x = jax.random.normal(jax.random.key(0), (steps, batch, 28, 28, 1))
+  y = jax.random.randint(jax.random.key(1), (steps, batch), 0, 10)
+  params = MODEL.init(jax.random.key(0), x[0, :1])["params"]
+  inner = inner_optimizer(config.optimizer, learning_rate(config.optimizer, 1000, 100))
+  out = {}
+  for method in METHODS:
+    tx = inner if method == "dense" else dynamic_optimizer(inner, config.pruning, 100)
+    state = tx.init(params)
+
+    def step(carry, xy, tx=tx):
+      p, s = carry
+      grads = jax.grad(train_loss)(p, {"image": xy[0], "label": xy[1]})
+      updates, s = tx.update(grads, s, p)
+      return (optax.apply_updates(p, updates), s), None
+
+    alone = jax.jit(lambda c, xb, yb, step=step: step(c, (xb, yb))[0])
+    scan = jax.jit(lambda c, step=step: jax.lax.scan(step, c, (x, y))[0])
+    out[f"{method} alone"] = 1e3 * _cpu_per_call(lambda: alone((params, state), x[0], y[0]), calls)
+    out[f"{method} in scan"] = 1e3 * _cpu_per_call(lambda: scan((params, state)), calls) / steps
+  h = jax.random.normal(jax.random.key(2), (batch, 24, 24, 20))  # the first pool's input
+  pools = {
+    "max_pool gradient (select_and_scatter)": lambda h: nn.max_pool(h, (2, 2), strides=(2, 2)),
+    "reshape + max gradient": lambda h: h.reshape(batch, 12, 2, 12, 2, 20).max(axis=(2, 4)),
+  }
+  for name, pool in pools.items():
+    grad = jax.jit(jax.grad(lambda h, pool=pool: jnp.sum(pool(h) ** 2)))
+    out[name] = 1e3 * _cpu_per_call(lambda grad=grad: grad(h), 10 * calls)
+  return out
+
+
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--epochs", type=int, default=4)
   p.add_argument("--seeds", type=int, default=3)
   p.add_argument("--out", default="/tmp/sr_ste_mnist")
   p.add_argument("--record", default="", help="also write benchmarks/results/RECORD.json")
+  p.add_argument("--step-cost", action="store_true", help="time the steps; no training")
+  p.add_argument("--cost-steps", type=int, default=5, help="steps per scan (--step-cost)")
   args = p.parse_args()
   config = load_config(CONFIG)
+  if args.step_cost:
+    for name, ms in step_cost(config, args.cost_steps).items():
+      print(f"{name:>40}: {ms:.1f} ms of process CPU time")
+    return
   (x, y), (xt, yt) = load_mnist()
   data = ((x[:-5000], y[:-5000]), (x[-5000:], y[-5000:]), (xt, yt))
   out = Path(args.out)

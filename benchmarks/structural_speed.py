@@ -4,15 +4,19 @@ For ResNet-20, a VGG with BatchNorm and the ViT, half of every traced group (cha
 attention heads, MLP units) is pruned by group L2 norm at initialisation, the groups are
 removed with `jaxprune.surgery.shrink`, and the dense and smaller models' jitted forward
 passes (batch 256, float32) are timed interleaved; the speedup is the median per-round
-ratio. Accuracy is not measured here.
+ratio. Accuracy is not measured here. ``--checkpoint-bytes`` also saves the dense and the
+smaller params with `jaxprune.surgery.save_checkpoint` (orbax) and prints their bytes on
+disk.
 
   python benchmarks/structural_speed.py [--repeats 20] [--batch 256]
+  python benchmarks/structural_speed.py --models resnet20 --repeats 3 --checkpoint-bytes
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import tempfile
 
 import flax.linen as nn
 import jax
@@ -20,7 +24,7 @@ import jax.numpy as jnp
 from _timing import interleaved, median_ratio
 
 import jaxprune
-from jaxprune.surgery import apply_resized, shrink
+from jaxprune.surgery import apply_resized, save_checkpoint, shrink
 from jaxprune.train import models
 
 
@@ -72,7 +76,16 @@ def _macs(model, variables, input_shape=(32, 32, 3)):
   return sum(positions.values())
 
 
-def run(name, model, batch, repeats):
+def checkpoint_bytes(dense_params, small_params):
+  """Bytes on disk of the orbax checkpoints of the dense and the smaller params."""
+  with tempfile.TemporaryDirectory() as tmp:
+    return {
+      "dense": save_checkpoint(f"{tmp}/dense", dense_params),
+      "small": save_checkpoint(f"{tmp}/small", small_params),
+    }
+
+
+def run(name, model, batch, repeats, with_bytes=False):
   x = jax.random.normal(jax.random.key(0), (batch, 32, 32, 3))
   variables = model.init(jax.random.key(1), x[:1])
   groups = jaxprune.groups.trace(model.apply, variables, x[:1], train=False)
@@ -83,7 +96,9 @@ def run(name, model, batch, repeats):
   times = interleaved(
     {"dense": lambda: dense_fn(variables, x), "small": lambda: small_fn(small, x)}, repeats
   )
+  saved = checkpoint_bytes(variables["params"], small["params"]) if with_bytes else None
   return {
+    "checkpoint_bytes": saved,
     "model": name,
     "params_ratio": models.count_params(variables["params"]) / models.count_params(small["params"]),
     "mac_ratio": _macs(model, variables) / _macs(model, small),
@@ -99,16 +114,27 @@ def main():
   parser.add_argument(
     "--models", default=",".join(CASES), help=f"comma-separated, of {list(CASES)}"
   )
+  parser.add_argument(
+    "--checkpoint-bytes",
+    action="store_true",
+    help="also print the bytes of the dense and the smaller params' orbax checkpoints",
+  )
   args = parser.parse_args()
   print(f"backend={jax.default_backend()} batch={args.batch} repeats={args.repeats}")
   for name in args.models.split(","):
-    r = run(name, CASES[name](), args.batch, args.repeats)
+    r = run(name, CASES[name](), args.batch, args.repeats, args.checkpoint_bytes)
     q = r["ratios"]
     print(
       f"{r['model']:15s} params {r['params_ratio']:.2f}x fewer  MACs {r['mac_ratio']:.2f}x "
       f"fewer  measured forward speedup {r['speedup']:.2f}x (per-round ratios: min "
       f"{q[0]:.2f}, quartiles {q[len(q) // 4]:.2f}-{q[3 * len(q) // 4]:.2f}, max {q[-1]:.2f})"
     )
+    if r["checkpoint_bytes"]:
+      b = r["checkpoint_bytes"]
+      print(
+        f"{'':15s} orbax checkpoint of the params: dense {b['dense']:,} bytes, smaller "
+        f"{b['small']:,} bytes ({b['dense'] / b['small']:.2f}x)"
+      )
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ def test_a_set_variant_runs_apart_and_never_reaches_the_table(tmp_path, monkeypa
     out / "set_num_steps=30" / "per_seed" / "reproduce_snip2019_lenet5.json"
   )
   assert data["command"].endswith("--seeds 0 --set train.num_steps=30")
+  assert data["table"].endswith("a variant, not the table's recipe: train.num_steps=30")
   for argv in (
     ["--set", "train.num_steps=30"],  # no --rows
     ["--rows", "snip2019_lenet5", "--set", "train.num_steps=30", "--write"],
