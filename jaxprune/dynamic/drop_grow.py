@@ -53,6 +53,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxprune import schedules
@@ -194,8 +195,13 @@ def tie_noise(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     >>> bool(abs(float(e.mean())) < 0.2 and abs(float(e.std()) - 1) < 0.1)
     True
   """
+  return _hashed_noise(jax.random.bits(key, (), jnp.uint32), shape)
+
+
+def _hashed_noise(seed: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """`tie_noise` from its 32-bit draw ``seed``."""
   h = jax.lax.iota(jnp.uint32, math.prod(shape)) * jnp.uint32(0x9E3779B1)
-  h = h + jax.random.bits(key, (), jnp.uint32)
+  h = h + seed
   h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
   h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
   h = h ^ (h >> 16)
@@ -209,11 +215,28 @@ def _check_noise_std(noise_std: float) -> None:
 
 
 def _noise_keys(key: jax.Array | None, n: int, noise_std: float) -> list[Any]:
-  """The `drop_keys` of ``n`` leaves, or ``None`` per leaf without a key or a noise std."""
+  """The 32-bit draws of `tie_noise` from the `drop_keys` of ``n`` leaves, drawn together
+  (one PRNG program, not one per leaf), or ``None`` per leaf without a key or a noise std."""
   _check_noise_std(noise_std)
   if key is None or not noise_std:
     return [None] * n
-  return list(drop_keys(key, n))
+  seeds = jax.vmap(lambda k: jax.random.bits(k, (), jnp.uint32))(drop_keys(key, n))
+  return [seeds[i] for i in range(n)]
+
+
+def _uniform_by_shape(keys: jax.Array, shapes: list) -> list:
+  """``[jax.random.uniform(keys[i], shapes[i]) ...]`` (``None`` where a shape is ``None``),
+  drawn by one vmapped PRNG program per distinct shape instead of one per leaf."""
+  by_shape: dict[tuple[int, ...], list[int]] = {}
+  for i, shape in enumerate(shapes):
+    if shape is not None:
+      by_shape.setdefault(tuple(shape), []).append(i)
+  out: list[Any] = [None] * len(shapes)
+  for shape, members in by_shape.items():
+    draws = jax.vmap(lambda k, shape=shape: jax.random.uniform(k, shape))(keys[np.asarray(members)])
+    for row, i in enumerate(members):
+      out[i] = draws[row]
+  return out
 
 
 def _all_scores(
@@ -244,7 +267,7 @@ def _all_scores(
       magnitude = jnp.mean(view.tiles(magnitude), axis=-1)
       active = jnp.any(view.tiles(active), axis=-1)
     if noise_keys[i] is not None:
-      magnitude = magnitude + noise_std * tie_noise(noise_keys[i], magnitude.shape)
+      magnitude = magnitude + noise_std * _hashed_noise(noise_keys[i], magnitude.shape)
     magnitudes.append(magnitude)
     actives.append(active)
   scores = _scores_after_drop(magnitudes, actives, [grows[i] for i in live], fraction)
@@ -377,10 +400,10 @@ def set_scores(
   treedef, (ps, ms) = _leaves(params, masks)
   keys = leaf_keys(key, len(ps))
   noise_keys = _noise_keys(key, len(ps), noise_std)
-  grows = [
-    None if m is None else jax.random.uniform(k, _unit_shape(view, jnp.shape(p)))
-    for p, m, k in zip(ps, ms, keys, strict=False)
+  shapes = [
+    None if m is None else _unit_shape(view, jnp.shape(p)) for p, m in zip(ps, ms, strict=True)
   ]
+  grows = _uniform_by_shape(keys, shapes)
   out = _all_scores(ps, ms, grows, f, noise_keys, noise_std, view, per_leaf)
   return jax.tree.unflatten(treedef, out)
 
