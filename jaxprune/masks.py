@@ -17,8 +17,7 @@ in benchmarks/RESULTS.md:
   backend), summed over 15 then 16 rows so no field overflows; the tie cut that scans one
   block instead of a cumulative sum over the leaf, run unconditionally (no ``lax.cond``);
 * CPU only: the column count of the ``15 x c`` counting view (``c`` = 2 mod 4, see
-  `_columns`; elsewhere ``c = n // 15``), and the 16 interleaved int16 partial sums of
-  `_tie_cut` (elsewhere a plain int32 sum per block);
+  `_columns`; elsewhere ``c = n // 15``);
 * GPU only: the k-th key comes from `_select_radix`, a fixed number of counting passes,
   instead of the search loop, because XLA:GPU copies a ``while_loop``'s condition to the
   host and waits for it after every iteration.
@@ -232,20 +231,15 @@ def _tie_cut(keys: jax.Array, t: jax.Array, room: jax.Array) -> jax.Array:
 
   Blocked, so no cumulative sum runs over the whole leaf: count the ties per block of
   `_BLOCK`, find the block where the running count reaches ``room``, then scan only that
-  block of ``keys``. On XLA:CPU each block is first summed as 16 interleaved int16 partial
-  sums, which vectorise: the per-block count of a 9.4M-entry leaf took 3.4x less time
-  than a plain int32 sum per block (1.4x at 4.2M; benchmarks/RESULTS.md). Other backends
-  sum each block directly.
+  block of ``keys``. (A CPU-only layout of 16 interleaved int16 partial sums per block was
+  measured again at 0.62-1.00x the plain sum, so every backend sums each block directly;
+  benchmarks/selection_layout.py --tie-cut.)
   """
   n = keys.shape[0]
   size = min(_BLOCK, n)
   main = n - n % size
   ties = keys[:main] == t
-  if size % 16 == 0 and jax.default_backend() == "cpu":
-    partial = jnp.sum(ties.reshape(-1, 16, size // 16), axis=1, dtype=jnp.int16)
-    per_block = jnp.sum(partial, axis=-1, dtype=jnp.int32)
-  else:
-    per_block = jnp.sum(ties.reshape(-1, size), axis=-1, dtype=jnp.int32)
+  per_block = jnp.sum(ties.reshape(-1, size), axis=-1, dtype=jnp.int32)
   if main < n:
     per_block = jnp.append(per_block, jnp.sum(keys[main:] == t, dtype=jnp.int32))
   running = jnp.cumsum(per_block)
@@ -278,17 +272,26 @@ def topk_mask(scores: jax.Array, k: jax.Array | int) -> jax.Array:
     Array([False,  True,  True, False], dtype=bool)
   """
   shape = jnp.shape(scores)
-  keys = sortable_keys(scores).reshape(-1)
+  return topk_keys_mask(sortable_keys(scores).reshape(-1), k).reshape(shape)
+
+
+def topk_keys_mask(keys: jax.Array, k: jax.Array | int) -> jax.Array:
+  """`topk_mask` of flat `sortable_keys` (so a caller that stacks keys copies them once).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> topk_keys_mask(jnp.array([3, 9, 9, 1], jnp.uint32), 2).tolist()
+    [False, True, True, False]
+  """
   n = keys.shape[0]
   if n == 0:
-    return jnp.zeros(shape, bool)
+    return jnp.zeros(0, bool)
   k = jnp.clip(jnp.asarray(k, jnp.int32), 0, n)
   t, _, above = _select(keys, jnp.maximum(k, 1))
   # Keep every key above t and the first k - above of the keys equal to t. (Cutting the ties
   # unconditionally is cheaper on XLA:CPU than a lax.cond that skips it when all fit.)
   ties = keys == t
-  keep = (keys > t) | (ties & (jnp.arange(n, dtype=jnp.int32) < _tie_cut(keys, t, k - above)))
-  return keep.reshape(shape)
+  return (keys > t) | (ties & (jnp.arange(n, dtype=jnp.int32) < _tie_cut(keys, t, k - above)))
 
 
 _MAX_ENTRIES = 2**31 - 1  # int32 flat indexing

@@ -4,9 +4,10 @@ Selecting leaf by leaf gives every pruned leaf its own program (sample sort, cou
 tie cut), so the compile time of a masked step grew with the number of pruned leaves: a
 12-block ViT's mask update added ~1,000 HLO instructions per leaf. Models repeat a few
 layer sizes many times (a transformer block's projections, a ResNet stage's convolutions),
-so `topk_masks` stacks the flat scores of all arrays of one size and selects them with one
-vmapped `masks.topk_mask`: the program count follows the number of distinct sizes, not of
-leaves. Members of a stack run the search loop together until the last one converges.
+so `topk_masks` stacks the keys (`masks.sortable_keys`) of all arrays of one size and
+selects them with one vmapped `masks.topk_keys_mask`: the program count follows the number
+of distinct sizes, not of leaves. Members of a stack run the search loop together until the
+last one converges.
 
 The masks are those of `masks.topk_mask`, entry for entry: exactly ``clip(k, 0, n)`` kept,
 ties at the threshold to the lowest flat index, NaN lowest.
@@ -22,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprune.masks import topk_mask
+from jaxprune.masks import sortable_keys, topk_keys_mask, topk_mask
 
 
 def topk_masks(scores: Sequence[jax.Array], ks: Sequence[Any] | jax.Array) -> list[jax.Array]:
@@ -60,9 +61,9 @@ def topk_masks(scores: Sequence[jax.Array], ks: Sequence[Any] | jax.Array) -> li
       (i,) = members
       out[i] = topk_mask(scores[i], ks[i])
       continue
-    stacked = jnp.stack([jnp.asarray(scores[i], jnp.float32).reshape(-1) for i in members])
+    keys = jnp.stack([sortable_keys(scores[i]).reshape(-1) for i in members])
     counts = jnp.asarray(ks, jnp.int32)[np.asarray(members)]
-    keep = jax.vmap(topk_mask)(stacked, counts)
+    keep = jax.vmap(topk_keys_mask)(keys, counts)
     for row, i in enumerate(members):
       out[i] = keep[row].reshape(jnp.shape(scores[i]))
   return out
