@@ -45,12 +45,14 @@ def printed(nb) -> tuple[str, int]:
   for cell in nb.cells:
     for out in cell.get("outputs", []):
       if out.output_type == "stream" and out.name == "stdout":
+        # One print can arrive in several stream messages: join them as printed.
         text.append(out.text)
       elif out.output_type in ("execute_result", "display_data"):
         images += "image/png" in out.data
         if "image/png" not in out.data:
-          text.append(out.data.get("text/plain", ""))
-  return "\n".join(text), images
+          text.append("\n" + out.data.get("text/plain", "") + "\n")
+    text.append("\n")
+  return "".join(text), images
 
 
 def execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, int]:
