@@ -190,6 +190,8 @@ def masked(
   def init_fn(params: PyTree) -> MaskedState:
     check_concrete_sparsity(sparsity, "optax.inject_hyperparams(jaxprune.masked)(inner, 0.9)")
     plan = plan_for(params)
+    if crit.check_plan is not None:
+      crit.check_plan(plan.structure, plan.distribution)
     given = _initial(plan, params, initial_masks)
     if initial_masks is not None and requested is not None:
       _check_initial_sparsity(plan, given, requested, crit, fixed)

@@ -50,6 +50,10 @@ class Criterion:
     regrow: whether the criterion may revive pruned entries (drop-and-grow methods). When
       False, `jaxprune.masked` ranks currently pruned entries below every other entry, so
       under a schedule masks only shrink.
+    check_plan: optional ``check_plan(structure, distribution)``, called by
+      `jaxprune.masked` with its resolved structure and distribution; raises if the scores
+      were built for another layout (e.g. drop-and-grow built for single weights, used with
+      ``channels()``).
   """
 
   name: str
@@ -59,6 +63,7 @@ class Criterion:
   prune_fn: Callable[..., tuple[PyTree, PyTree]] | None = None
   doc: str = ""
   regrow: bool = False
+  check_plan: Callable[[Any, Any], None] | None = None
 
   def check_extras(self, extras: Mapping[str, Any], where: str = "tx.update") -> None:
     """Raises `MissingExtraError` naming each needed extra that is absent or None."""
@@ -94,6 +99,7 @@ def register(
   prune_fn: Callable[..., tuple[PyTree, PyTree]] | None = None,
   regrow: bool = False,
   overwrite: bool = False,
+  check_plan: Callable[[Any, Any], None] | None = None,
 ) -> Callable[[ScoreFn], ScoreFn]:
   """Decorator registering a scoring function under ``name``.
 
@@ -106,6 +112,7 @@ def register(
     prune_fn: optional one-shot solver used by `jaxprune.prune`.
     regrow: the criterion may revive pruned entries (drop-and-grow); otherwise masks nest.
     overwrite: allow replacing an existing registration.
+    check_plan: ``check_plan(structure, distribution)``, see `Criterion`.
 
   Returns:
     The decorator; it returns the function unchanged.
@@ -127,7 +134,9 @@ def register(
         f"overwrite=True: jaxprune.criteria.register({name!r}, overwrite=True)."
       )
     doc = (inspect.getdoc(fn) or "").split("\n", 1)[0]
-    _REGISTRY[name] = Criterion(name, fn, tuple(needs), threshold, prune_fn, doc, regrow)
+    _REGISTRY[name] = Criterion(
+      name, fn, tuple(needs), threshold, prune_fn, doc, regrow, check_plan
+    )
     return fn
 
   return deco

@@ -415,6 +415,29 @@ def _layout(structure: Any, distribution: Any, call: str) -> dict[str, Any]:
   return {"structure": structure, "per_leaf": per_leaf}
 
 
+def _plan_check(name: str, structure: Any, distribution: Any):
+  """``check_plan`` of a drop-and-grow criterion built for ``structure``/``distribution``."""
+  view, per_leaf = unit_view(structure), isinstance(get_distribution(distribution), Global)
+
+  def check(plan_structure: Any, plan_distribution: Any) -> None:
+    check_structure(plan_structure, plan_distribution, f"criterion={name!r}")
+    got_view = unit_view(plan_structure)
+    got_per_leaf = isinstance(get_distribution(plan_distribution), Global)
+    if got_view == view and got_per_leaf == per_leaf:
+      return
+    raise ValueError(
+      f"criterion {name!r} was built for structure={structure!r}, distribution="
+      f"{distribution!r}, but jaxprune.masked uses structure={plan_structure!r}, "
+      f"distribution={plan_distribution!r}: whole units would never move, or per-layer "
+      "counts would drift under 'global'. Build the criterion for the same layout, e.g. "
+      f"criterion=jaxprune.dynamic.{name}_criterion(structure=..., distribution=...), or "
+      f"use jaxprune.dynamic.{'set_' if name == 'set' else name}(inner, sparsity, end=..., "
+      "structure=..., distribution=...)."
+    )
+
+  return check
+
+
 def rigl_criterion(
   alpha: float = 0.3,
   end: int | None = None,
@@ -454,7 +477,8 @@ def rigl_criterion(
     )
 
   needs = ("grads", "masks", "step", "key")
-  return Criterion("rigl", fn, needs, regrow=True, doc=_doc(rigl_scores))
+  check = _plan_check("rigl", structure, distribution)
+  return Criterion("rigl", fn, needs, regrow=True, doc=_doc(rigl_scores), check_plan=check)
 
 
 def set_criterion(
@@ -484,7 +508,14 @@ def set_criterion(
       params, masks=masks, step=step, key=key, fraction=fraction, noise_std=noise_std, **layout
     )
 
-  return Criterion("set", fn, ("masks", "step", "key"), regrow=True, doc=_doc(set_scores))
+  return Criterion(
+    "set",
+    fn,
+    ("masks", "step", "key"),
+    regrow=True,
+    doc=_doc(set_scores),
+    check_plan=_plan_check("set", structure, distribution),
+  )
 
 
 def _doc(fn: Callable[..., Any]) -> str:
@@ -493,8 +524,8 @@ def _doc(fn: Callable[..., Any]) -> str:
 
 # The registered names use a constant drop fraction of 0.3 (no decay): the run length is not
 # known at registration. `rigl` / `set_` below (and the factories above) add the cosine decay.
-register("rigl", needs=("grads", "masks", "step", "key"), regrow=True)(rigl_criterion(0.3).fn)
-register("set", needs=("masks", "step", "key"), regrow=True)(set_criterion(0.3).fn)
+for _built in (rigl_criterion(0.3), set_criterion(0.3)):
+  register(_built.name, needs=_built.needs, regrow=True, check_plan=_built.check_plan)(_built.fn)
 
 
 def _check_update_steps(name: str, begin: int, end: int) -> None:

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxprune import distributions, structures
-from jaxprune.groups.structure import Groups
+from jaxprune.groups.structure import BoundGroups, Groups
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +123,7 @@ def check_structure(structure: Any, distribution: Any, call: str) -> None:
     ...
     ValueError: jaxprune.dynamic.rigl moves connections of ...
   """
-  if isinstance(structure, Groups):
+  if isinstance(structure, Groups | BoundGroups):
     raise _groups_error(structure, call)
   struct = structures.get(structure)
   if not isinstance(struct, structures.Structure):

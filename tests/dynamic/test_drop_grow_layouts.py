@@ -219,3 +219,26 @@ def test_unknown_structures_and_global_within_are_refused():
       distribution="global",
       structure=structures.unstructured(within=-1),
     )
+
+
+@pytest.mark.parametrize(
+  "layout",
+  [{"distribution": "global"}, {"structure": jaxprune.structures.channels(prune_outputs=True)}],
+)
+@pytest.mark.parametrize("name", ["rigl", "set"])
+def test_masked_refuses_a_drop_and_grow_criterion_built_for_another_layout(name, layout):
+  # The registered criteria score single weights per leaf: with channels() they never moved
+  # a unit, and under "global" their per-layer counts drifted.
+  params = {"a": jnp.ones((8, 6)), "b": jnp.ones((6, 4))}
+  masks = jaxprune.dynamic.random_masks(params, 0.5, key=jax.random.key(0), **layout)
+  schedule = jaxprune.schedules.periodic(1)
+  tx = jaxprune.masked(
+    optax.sgd(0.1), 0.5, criterion=name, initial_masks=masks, schedule=schedule, **layout
+  )
+  with pytest.raises(ValueError, match=f"criterion '{name}' was built for structure=None"):
+    tx.init(params)
+  built = getattr(jaxprune.dynamic, f"{name}_criterion")(**layout)
+  tx = jaxprune.masked(
+    optax.sgd(0.1), 0.5, criterion=built, initial_masks=masks, schedule=schedule, **layout
+  )
+  tx.init(params)  # the same layout is accepted
