@@ -153,18 +153,23 @@ def count_instructions(hlo: str) -> int:
   return len(re.findall(r"^\s+(?:ROOT )?[%\w.\-]+ = ", hlo, flags=re.M))
 
 
+def interleaved_compiles(model, variables, variants, x, y, has_bn, rounds):
+  """({variant: [seconds per round]}, {variant: HLO instructions}), variants interleaved."""
+  times = {v: [] for v in variants}
+  sizes = {}
+  for _ in range(rounds):
+    for v in variants:
+      seconds, sizes[v] = compile_once(model, variables, make_tx(v), x, y, has_bn)
+      times[v].append(seconds)
+  return times, sizes
+
+
 def bench(models, variants, rounds):
   for name in models:
     model, x, y, has_bn = model_and_batch(name)
     variables = jax.eval_shape(model.init, jax.random.key(0), x)
     kernels = sum(1 for p in jax.tree.leaves(variables["params"]) if p.ndim > 1)
-    times = {v: [] for v in variants}
-    sizes = {}
-    for _ in range(rounds):
-      for v in variants:
-        sec, n = compile_once(model, variables, make_tx(v), x, y, has_bn)
-        times[v].append(sec)
-        sizes[v] = n
+    times, sizes = interleaved_compiles(model, variables, variants, x, y, has_bn, rounds)
     print(f"\n{name}: {kernels} kernels (ndim > 1), {rounds} interleaved rounds")
     base = statistics.median(times["plain"]) if "plain" in times else None
     for v in variants:
@@ -181,13 +186,7 @@ def sweep(leaves, rounds, plot):
     x = jnp.ones((8, 64))
     variables = jax.eval_shape(model.init, jax.random.key(0), x)
     y = jnp.zeros(8, jnp.int32)
-    got = {"plain": [], "magnitude": []}
-    sizes = {}
-    for _ in range(rounds):
-      for v in got:
-        sec, k = compile_once(model, variables, make_tx(v), x, y, False)
-        got[v].append(sec)
-        sizes[v] = k
+    got, sizes = interleaved_compiles(model, variables, ("plain", "magnitude"), x, y, False, rounds)
     plain, masked = (statistics.median(got[v]) for v in ("plain", "magnitude"))
     rows.append((n, plain, masked, sizes["plain"], sizes["magnitude"]))
     print(
