@@ -65,6 +65,13 @@ class Plan:
         f"sparsity; got structure={struct!r}. Use distribution='uniform' (or 'erk') with this "
         "structure, or structure=None with 'global'."
       )
+    if isinstance(dist, distributions.Global) and getattr(struct, "within", None) is not None:
+      raise ValueError(
+        f"distribution='global' ranks all weights against one threshold, so it cannot keep the "
+        f"same count in every slice as structure={struct!r} asks. Use "
+        f"distribution='uniform' (or 'erk') with unstructured(within={struct.within}), or "
+        "structure=None with 'global'."
+      )
     for path, leaf, on in zip(paths, leaves, prunable, strict=True):
       if on:
         struct.validate(tuple(leaf.shape), path)

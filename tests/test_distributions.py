@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxprune
@@ -67,6 +68,20 @@ def test_global_one_threshold_exact_total():
 def test_global_rejects_structures():
   with pytest.raises(ValueError, match="unstructured"):
     jaxprune.prune(_params(), 0.5, distribution="global", structure=jaxprune.structures.channels())
+
+
+def test_global_rejects_a_per_slice_count():
+  # One global threshold cannot keep the same count in every slice; it used to ignore `within`.
+  within = jaxprune.structures.unstructured(within=-1)
+  for distribution in ("global", "global_normalized"):
+    with pytest.raises(ValueError, match=r"same count in every slice.*within=-1"):
+      jaxprune.prune(_params(), 0.5, distribution=distribution, structure=within)
+    with pytest.raises(ValueError, match="same count in every slice"):
+      jaxprune.masked(optax.sgd(0.1), 0.5, distribution=distribution, structure=within).init(
+        _params()
+      )
+  _, masks = jaxprune.prune(_params(), 0.5, distribution="uniform", structure=within)
+  assert (masks["a"]["kernel"].sum(axis=0) == 50).all()  # 50 of 100 in every output column
 
 
 def test_mapping_and_callable():
