@@ -77,7 +77,7 @@ class TextSpec:
 
 
 class TextDataset:
-  """One split of a text dataset: its byte tokens, read into memory (or memory-mapped).
+  """One split of a text dataset: its byte tokens, held in memory.
 
   Attributes:
     spec: the `TextSpec`.
@@ -155,7 +155,7 @@ def parse_name(name: str, path: str | os.PathLike | None = None) -> tuple[str, P
   """
   base, _, inline = name.partition(":")
   if base not in TEXT_NAMES:
-    close = closest_name(name, [*TEXT_NAMES, *SPECS])
+    close = closest_name(base, [*TEXT_NAMES, *SPECS])
     hint = f" Did you mean {close!r}?" if close else ""
     raise ValueError(
       f"Unknown text dataset {name!r}: expected one of {list(TEXT_NAMES)} (or 'text:PATH')."
@@ -206,7 +206,8 @@ def text_spec(
   Takes the arguments of `load_text` (without the split) and reads no text.
 
   Raises:
-    ValueError: see `parse_name`; fractions given for ``"shakespeare"``.
+    ValueError: see `parse_name`; fractions given for ``"shakespeare"``, or a data
+      directory for ``"text"``.
     DatasetNotPreparedError: if ``"shakespeare"`` is not prepared.
 
   Example:
@@ -227,6 +228,12 @@ def text_spec(
         "use load_text('text', split, path=..., validation_fraction=...) for your own text."
       )
     return _shakespeare_spec(data_dir)
+  if data_dir is not None:
+    raise ValueError(
+      f"data_dir={os.fspath(data_dir)!r} would be ignored: 'text' reads the files at "
+      f"{os.fspath(where)!r} directly; drop data_dir, e.g. load_text('text', 'train', "
+      f"path={os.fspath(where)!r})."
+    )
   sizes, documents = user_splits(where, *_fractions(validation_fraction, test_fraction))
   return TextSpec(USER_TEXT, sizes, documents, os.fspath(where))
 
@@ -254,7 +261,8 @@ def load_text(
       ``"text"`` with ``path``, or ``"text:PATH"``.
     split: ``"train"``, ``"validation"`` or ``"test"``.
     path: a plain-text file or directory, for ``"text"``.
-    data_dir: where ``"shakespeare"`` is prepared; defaults to `default_data_dir()`.
+    data_dir: where ``"shakespeare"`` is prepared; defaults to `default_data_dir()`. Not
+      for ``"text"``, which reads ``path`` directly.
     validation_fraction: share of a user's text held out for validation (default 0.05).
     test_fraction: share of a user's text held out for test (default 0.05).
 
