@@ -17,7 +17,7 @@ def _check_lengths(dataset: TextDataset, seq_len: int, batch_size: int, need: in
   if seq_len < 1 or batch_size < 1 or dataset.num_tokens < need:
     raise ValueError(
       f"batch_size={batch_size}, seq_len={seq_len} do not fit {dataset!r}: expected both "
-      f">= 1 and a split of at least {need} tokens; e.g. "
+      f">= 1 and a split of at least {need} tokens; e.g. batch_size={max(batch_size, 1)}, "
       f"seq_len={max(1, min(seq_len, dataset.num_tokens - 1))}."
     )
 
