@@ -8,6 +8,11 @@ IDX files with ``python -m jaxprune.data prepare mnist --from DIR``; ``"digits"`
 (scikit-learn's bundled 8x8 digits) needs nothing. Training batches stream through grain
 worker processes (`StreamedBatches`).
 
+Text for language models (byte tokens, vocabulary 256): ``"shakespeare"``, prepared with
+``python -m jaxprune.data prepare shakespeare --download``, or a user's own text
+(``"text:PATH"``), loaded with `load_text` and batched by `TextBatches` (training) and
+`text_eval_batches` (evaluation); see `jaxprune.data.text`.
+
 Example:
   >>> import jaxprune.data as jdata
   >>> train = jdata.load("digits", "train")
@@ -29,7 +34,10 @@ from jaxprune.data.preparation import (
   is_prepared,
   prepare,
 )
+from jaxprune.data.shakespeare import is_shakespeare_prepared, prepare_shakespeare, strip_gutenberg
 from jaxprune.data.streaming import HostBatches, StreamedBatches
+from jaxprune.data.text import TextDataset, TextSpec, load_text, text_spec
+from jaxprune.data.text_batches import TextBatches, text_eval_batches
 
 __all__ = [
   "BatchIterator",
@@ -38,13 +46,22 @@ __all__ = [
   "HostBatches",
   "Preprocess",
   "StreamedBatches",
+  "TextBatches",
+  "TextDataset",
+  "TextSpec",
   "default_data_dir",
   "ensure_prepared",
   "eval_batches",
   "is_prepared",
+  "is_shakespeare_prepared",
   "load",
+  "load_text",
   "prefetch_to_device",
   "prepare",
+  "prepare_shakespeare",
   "read_idx",
   "split_validation",
+  "strip_gutenberg",
+  "text_eval_batches",
+  "text_spec",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -200,14 +201,17 @@ def get_spec(name: str, data_dir: str | os.PathLike | None = None) -> DatasetSpe
   return spec_from_tfds(name, folder)
 
 
-def closest_name(name: str) -> str | None:
-  """The name in `SPECS` closest to a misspelt ``name``, or None if none is close.
+def closest_name(name: str, names: Iterable[str] | None = None) -> str | None:
+  """The name in ``names`` (default: `SPECS`) closest to a misspelt ``name``, or None.
 
   Example:
     >>> closest_name("mnsit"), closest_name("cifar-10"), closest_name("svhn")
     ('mnist', 'cifar10', None)
+    >>> closest_name("shakspeare", ["shakespeare", "text"])
+    'shakespeare'
   """
-  found = difflib.get_close_matches(name.lower(), sorted(SPECS), n=1, cutoff=0.6)
+  known = sorted(SPECS if names is None else names)
+  found = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
   return found[0] if found else None
 
 

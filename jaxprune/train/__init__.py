@@ -13,7 +13,8 @@ from a config), `experiment` (data, model, optimizer of a config; `load_state`),
 `checkpoint` (orbax, exact resume), `sharding` (data parallel / FSDP over a `Mesh`),
 `loop` (`train_and_evaluate`), `evaluation`, `report` (table and plots), `sweep`,
 `lottery` (iterative magnitude pruning with rewinding), `export` (masks and params as
-.npz), `models` (the model zoo). Names below are imported on first use, so importing
+.npz), `lm_metrics` (next-token cross-entropy, bits per byte, perplexity), `models` (the
+model zoo). Names below are imported on first use, so importing
 ``jaxprune.train.models`` stays light.
 
 Example:
@@ -30,14 +31,19 @@ _EXPORTS = {
   "Checkpointer": "checkpoint",
   "Experiment": "experiment",
   "TrainState": "state",
+  "bits_per_byte": "lm_metrics",
   "build": "experiment",
   "create_train_state": "state",
+  "cross_entropy_sum": "lm_metrics",
   "eval_step": "steps",
   "load_config": "config",
   "load_state": "experiment",
   "make_optimizer": "optim",
+  "next_token_nats": "lm_metrics",
   "override": "config",
+  "perplexity": "lm_metrics",
   "run_sweep": "sweep",
+  "token_nats": "lm_metrics",
   "train_and_evaluate": "loop",
   "train_step": "steps",
 }
