@@ -47,6 +47,18 @@ LLAMA = {
   "hidden_act": "silu",
   "tie_word_embeddings": False,
 }
+# Head dim 8: with an original context of 64, the 4 RoPE frequencies (wavelengths 6.3, 63,
+# 628, 6283) fall in each of Llama 3's regimes (kept, interpolated, divided, divided).
+LLAMA3 = LLAMA | {
+  "hidden_size": 32,
+  "rope_scaling": {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+  },
+}
 
 
 # ------------------------------------------------------------ random checkpoints
@@ -172,10 +184,29 @@ def gpt2_reference(hf: dict, t: dict[str, np.ndarray], tokens: np.ndarray) -> np
   return np.stack(logits)
 
 
-def rope_hf(x, theta):
+def llama3_frequencies(inv_freq, scaling):
+  """Meta's apply_scaling (Llama 3.1 reference code), frequency by frequency."""
+  factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+  old_context = scaling["original_max_position_embeddings"]
+  out = []
+  for freq in inv_freq:
+    wavelen = 2 * np.pi / freq
+    if wavelen < old_context / high:
+      out.append(freq)
+    elif wavelen > old_context / low:
+      out.append(freq / factor)
+    else:
+      smooth = (old_context / wavelen - low) / (high - low)
+      out.append((1 - smooth) * freq / factor + smooth * freq)
+  return np.array(out)
+
+
+def rope_hf(x, theta, scaling=None):
   """transformers' apply_rotary_pos_emb: x * cos + rotate_half(x) * sin, x [T, H, hd]."""
   hd = x.shape[-1]
   inv_freq = 1.0 / theta ** (np.arange(0, hd, 2) / hd)
+  if scaling is not None:
+    inv_freq = llama3_frequencies(inv_freq, scaling)
   freqs = np.outer(np.arange(x.shape[0]), inv_freq)
   emb = np.concatenate([freqs, freqs], axis=-1)[:, None, :]
   rotate_half = np.concatenate([-x[..., hd // 2 :], x[..., : hd // 2]], axis=-1)
@@ -200,7 +231,7 @@ def llama_reference(hf: dict, t: dict[str, np.ndarray], tokens: np.ndarray) -> n
       q = (a @ p("self_attn.q_proj.weight").T).reshape(n, heads, hd)
       k = (a @ p("self_attn.k_proj.weight").T).reshape(n, kv, hd)
       v = (a @ p("self_attn.v_proj.weight").T).reshape(n, kv, hd)
-      q, k = rope_hf(q, theta), rope_hf(k, theta)
+      q, k = rope_hf(q, theta, hf.get("rope_scaling")), rope_hf(k, theta, hf.get("rope_scaling"))
       k, v = np.repeat(k, heads // kv, axis=1), np.repeat(v, heads // kv, axis=1)
       x = x + attend(q, k, v).reshape(n, d) @ p("self_attn.o_proj.weight").T
       m = rms(x, p("post_attention_layernorm.weight"))
@@ -246,7 +277,9 @@ def test_gpt2_checkpoint_gives_the_reference_logits(tmp_path, prefix):
     {},  # grouped-query attention (4 query heads, 2 key/value heads), untied head
     {"num_key_value_heads": 4, "tie_word_embeddings": True, "rope_theta": 500000.0},
     {"num_key_value_heads": 1, "intermediate_size": 40},
+    LLAMA3,
   ],
+  ids=["gqa", "mha-tied", "mqa", "llama3-rope"],
 )
 def test_llama_checkpoint_gives_the_reference_logits(tmp_path, changes):
   hf = LLAMA | changes
@@ -257,8 +290,25 @@ def test_llama_checkpoint_gives_the_reference_logits(tmp_path, changes):
   assert (config.num_heads, config.num_kv_heads) == (4, hf["num_key_value_heads"])
   assert config.tie_embeddings == hf["tie_word_embeddings"]
   assert ("lm_head" in params) != hf["tie_word_embeddings"]
-  assert params["block_0"]["k_proj"]["kernel"].shape == (16, 4 * hf["num_key_value_heads"])
+  head_dim = hf["hidden_size"] // 4
+  assert params["block_0"]["k_proj"]["kernel"].shape == (
+    hf["hidden_size"],
+    head_dim * hf["num_key_value_heads"],
+  )
   assert_close(logits_of(tmp_path), llama_reference(hf, tensors, TOKENS))
+
+
+def test_llama3_rope_frequencies_are_meta_s_rescaling():
+  from jaxprune.train.models.lm import rope_frequencies
+
+  config = config_from_hf(LLAMA3)
+  assert dict(config.rope_scaling) == LLAMA3["rope_scaling"]
+  inv_freq = 1.0 / 10000.0 ** (np.arange(0, 8, 2) / 8)
+  want = llama3_frequencies(inv_freq, LLAMA3["rope_scaling"])
+  assert want[0] == inv_freq[0] and want[2] == inv_freq[2] / 8  # kept, divided
+  assert inv_freq[1] / 8 < want[1] < inv_freq[1]  # interpolated
+  got = rope_frequencies(8, config.rope_theta, config.rope_scaling)
+  np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_bfloat16_checkpoint_loads_exactly_into_float32_params(tmp_path):
@@ -295,7 +345,7 @@ def assert_trees_equal(a, b):
 # ------------------------------------------------------------ saving
 
 
-@pytest.mark.parametrize("hf", [GPT2, LLAMA], ids=["gpt2", "llama"])
+@pytest.mark.parametrize("hf", [GPT2, LLAMA, LLAMA3], ids=["gpt2", "llama", "llama3"])
 def test_saved_checkpoint_is_transformers_layout_and_loads_back_exactly(tmp_path, hf):
   tensors = gpt2_tensors(hf) if hf is GPT2 else llama_tensors(hf)
   write(tmp_path / "in", hf, tensors)
@@ -312,7 +362,7 @@ def test_saved_checkpoint_is_transformers_layout_and_loads_back_exactly(tmp_path
   assert written.keys() == index["weight_map"].keys()
   assert index["metadata"]["total_size"] == sum(x.nbytes for x in written.values())
   for name, value in tensors.items():  # every tensor back under its name (GPT-2: prefixed)
-    saved = written[name if hf is LLAMA else f"transformer.{name}"]
+    saved = written[f"transformer.{name}" if hf is GPT2 else name]
     np.testing.assert_array_equal(saved, value)
   assert len(written) == len(tensors)
   saved_config = json.loads((tmp_path / "out" / "config.json").read_text())
@@ -409,7 +459,8 @@ def test_tied_config_with_a_different_lm_head_is_refused(tmp_path):
   "change, message",
   [
     ({"model_type": "mistral"}, "model_type='mistral'; supported are 'gpt2' and 'llama'"),
-    ({"rope_scaling": {"rope_type": "llama3", "factor": 32.0}}, "rope_scaling="),
+    ({"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "only Llama 3's rescaling"),
+    ({"rope_scaling": {"rope_type": "llama3", "factor": 32.0}}, "only Llama 3's rescaling"),
     ({"attention_bias": True}, "attention_bias=True"),
     ({"hidden_act": "gelu"}, "hidden_act='gelu'"),
     ({"head_dim": 8}, "head_dim=8"),

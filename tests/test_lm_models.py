@@ -46,6 +46,7 @@ def test_gpt2_124m_has_124439808_params_with_the_head_tied():
 def test_llama_1b_has_the_parameters_of_its_shapes():
   config = LMConfig.llama_1b()
   assert (config.num_heads, config.num_kv_heads, config.head_dim) == (32, 8, 64)
+  assert dict(config.rope_scaling)["factor"] == 32.0 and config.max_len == 131072
   # By hand: 128256*2048 embedding (tied head) + 16 * (2*2048 norms + 2048*(2048 + 2*512)
   # attention in + 2048*2048 out + 3*2048*8192 SwiGLU) + 2048 final norm.
   by_hand = 128256 * 2048 + 16 * (2 * 2048 + 2048 * 3072 + 2048 * 2048 + 3 * 2048 * 8192) + 2048
@@ -210,6 +211,8 @@ def test_bfloat16_computation_keeps_float32_params_and_logits():
     (dict(width=30, num_heads=4), "the heads must divide the width"),
     (dict(num_heads=4, num_kv_heads=3), "num_kv_heads=3; the key/value heads must divide"),
     (dict(variant="gpt2", rope_theta=1e4), "no RoPE; leave rope_theta=None"),
+    (dict(variant="gpt2", rope_scaling={"factor": 2.0}), "no RoPE; leave rope_scaling=None"),
+    (dict(rope_scaling={"rope_type": "yarn", "factor": 2.0}), "only Llama 3's rescaling"),
     (dict(width=12, num_heads=4), "RoPE needs an even head dim"),
     (dict(num_layers=0), "num_layers=0; expected a positive int"),
     (dict(dtype="int32"), "expected a float dtype"),

@@ -89,8 +89,8 @@ def config_from_hf(hf: Mapping[str, Any], **overrides: Any) -> LMConfig:
   Keys ``transformers`` itself defaults are optional here with the same defaults
   (``num_key_value_heads``, ``rms_norm_eps``, ``rope_theta``, ``tie_word_embeddings``,
   ``n_inner``, ``layer_norm_epsilon``); settings that change the computation in ways
-  `DecoderLM` does not implement (RoPE scaling, biases on Llama linears, another
-  activation) raise rather than load into a different model.
+  `DecoderLM` does not implement (RoPE scaling other than Llama 3's, biases on Llama
+  linears, another activation) raise rather than load into a different model.
 
   Args:
     hf: The parsed ``config.json``.
@@ -145,7 +145,6 @@ def _llama_fields(hf: Mapping[str, Any]) -> dict[str, Any]:
   _require(hf, "hidden_act", "silu", ("silu",), "SwiGLU with SiLU")
   _require(hf, "attention_bias", False, (False,), "no biases on q/k/v/o")
   _require(hf, "mlp_bias", False, (False,), "no biases on the MLP")
-  _require(hf, "rope_scaling", None, (None,), "plain RoPE")
   heads, width = _get(hf, "num_attention_heads", "llama"), _get(hf, "hidden_size", "llama")
   head_dim = hf.get("head_dim")
   if head_dim is not None and head_dim * heads != width:
@@ -165,8 +164,16 @@ def _llama_fields(hf: Mapping[str, Any]) -> dict[str, Any]:
     variant="llama",
     norm_eps=hf.get("rms_norm_eps", 1e-6),
     rope_theta=hf.get("rope_theta", 10000.0),
+    rope_scaling=_rope_scaling(hf.get("rope_scaling")),
     tie_embeddings=hf.get("tie_word_embeddings", False),
   )
+
+
+def _rope_scaling(scaling: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+  """None for plain RoPE (absent or rope_type "default"); else the settings (checked later)."""
+  if scaling is None or scaling.get("rope_type", scaling.get("type")) == "default":
+    return None
+  return scaling
 
 
 def config_to_hf(config: LMConfig) -> dict[str, Any]:
@@ -224,7 +231,7 @@ def config_to_hf(config: LMConfig) -> dict[str, Any]:
     "max_position_embeddings": config.max_len,
     "rms_norm_eps": config.norm_eps,
     "rope_theta": config.rope_theta,
-    "rope_scaling": None,
+    "rope_scaling": None if config.rope_scaling is None else dict(config.rope_scaling),
     "attention_bias": False,
     "mlp_bias": False,
     "attention_dropout": 0.0,

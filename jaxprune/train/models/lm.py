@@ -38,6 +38,56 @@ def _positive_int(name: str, value: Any) -> None:
     raise ValueError(f"LMConfig got {name}={value!r}; expected a positive int, e.g. {name}=4.")
 
 
+_LLAMA3_KEYS = ("factor", "high_freq_factor", "low_freq_factor", "original_max_position_embeddings")
+_LLAMA3_EXAMPLE = (
+  "rope_scaling={'rope_type': 'llama3', 'factor': 32.0, 'low_freq_factor': 1.0, "
+  "'high_freq_factor': 4.0, 'original_max_position_embeddings': 8192}"
+)
+
+
+def _resolve_rope(config: LMConfig) -> tuple[float | None, tuple | None]:
+  """The RoPE base and scaling of ``config`` (None for gpt2), checked."""
+  theta, scaling = config.rope_theta, config.rope_scaling
+  if config.variant == "gpt2":
+    for name, value in (("rope_theta", theta), ("rope_scaling", scaling)):
+      if value is not None:
+        raise ValueError(
+          f"LMConfig got {name}={value!r} with variant='gpt2', which has learned positions "
+          f"and no RoPE; leave {name}=None for gpt2."
+        )
+    return None, None
+  theta = 10000.0 if theta is None else float(theta)
+  if not theta > 0:
+    raise ValueError(f"LMConfig got rope_theta={theta!r}; expected > 0, e.g. 10000.0.")
+  if (config.width // config.num_heads) % 2:
+    raise ValueError(
+      f"LMConfig got head dim {config.width // config.num_heads} (width {config.width} / "
+      f"num_heads {config.num_heads}); RoPE needs an even head dim, e.g. num_heads="
+      f"{config.num_heads * 2 if config.width % (config.num_heads * 2) == 0 else 1}."
+    )
+  return theta, None if scaling is None else _llama3_scaling(scaling)
+
+
+def _llama3_scaling(scaling: Any) -> tuple[tuple[str, Any], ...]:
+  """Llama 3's rope_scaling settings as sorted (key, value) pairs, checked."""
+  items = dict(scaling)
+  kind = items.get("rope_type", items.get("type"))
+  keys = set(items) - {"rope_type", "type"}
+  if kind != "llama3" or keys != set(_LLAMA3_KEYS):
+    raise ValueError(
+      f"LMConfig got rope_scaling={scaling!r}; only Llama 3's rescaling is implemented, "
+      f"with exactly these settings: {_LLAMA3_EXAMPLE}."
+    )
+  values = {k: float(items[k]) for k in _LLAMA3_KEYS}
+  if not (values["factor"] > 0 and values["high_freq_factor"] > values["low_freq_factor"] > 0):
+    raise ValueError(
+      f"LMConfig got rope_scaling={scaling!r}; expected factor > 0 and "
+      f"high_freq_factor > low_freq_factor > 0, e.g. {_LLAMA3_EXAMPLE}."
+    )
+  values["original_max_position_embeddings"] = int(items["original_max_position_embeddings"])
+  return tuple(sorted({**values, "rope_type": "llama3"}.items()))
+
+
 def _llama_mlp_width(width: int) -> int:
   """SwiGLU width with the parameters of a 4x GELU MLP: 8/3 width, rounded up to 64."""
   return 64 * math.ceil(8 * width / 3 / 64)
@@ -60,6 +110,10 @@ class LMConfig:
     variant: ``"llama"`` or ``"gpt2"``.
     norm_eps: Epsilon of the RMSNorm / LayerNorm.
     rope_theta: RoPE base (llama only). ``None`` means 10000 for llama.
+    rope_scaling: Llama 3's RoPE frequency rescaling (llama only), as in Hugging Face's
+      ``config.json``: ``{"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+      "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}``, kept as a tuple
+      of sorted ``(key, value)`` pairs. ``None``: plain RoPE.
     tie_embeddings: Whether the LM head is the transposed token embedding. ``None`` means
       True for gpt2 and False for llama.
     dtype: Computation dtype name, e.g. ``"float32"`` or ``"bfloat16"``.
@@ -81,6 +135,7 @@ class LMConfig:
   variant: str = "llama"
   norm_eps: float = 1e-5
   rope_theta: float | None = None
+  rope_scaling: tuple[tuple[str, Any], ...] | None = None
   tie_embeddings: bool | None = None
   dtype: str = "float32"
   dropout_rate: float = 0.0
@@ -110,22 +165,7 @@ class LMConfig:
     if mlp is None:
       mlp = 4 * self.width if self.variant == "gpt2" else _llama_mlp_width(self.width)
     _positive_int("mlp_width", mlp)
-    theta = self.rope_theta
-    if self.variant == "gpt2" and theta is not None:
-      raise ValueError(
-        f"LMConfig got rope_theta={theta!r} with variant='gpt2', which has learned "
-        "positions and no RoPE; leave rope_theta=None for gpt2."
-      )
-    if self.variant == "llama":
-      theta = 10000.0 if theta is None else float(theta)
-      if not theta > 0:
-        raise ValueError(f"LMConfig got rope_theta={theta!r}; expected > 0, e.g. 10000.0.")
-      if (self.width // self.num_heads) % 2:
-        raise ValueError(
-          f"LMConfig got head dim {self.width // self.num_heads} (width {self.width} / "
-          f"num_heads {self.num_heads}); RoPE needs an even head dim, e.g. num_heads="
-          f"{self.num_heads * 2 if self.width % (self.num_heads * 2) == 0 else 1}."
-        )
+    theta, scaling = _resolve_rope(self)
     tie = (self.variant == "gpt2") if self.tie_embeddings is None else self.tie_embeddings
     if not isinstance(tie, bool):
       raise ValueError(f"LMConfig got tie_embeddings={tie!r}; expected True, False or None.")
@@ -142,6 +182,7 @@ class LMConfig:
       "num_kv_heads": kv,
       "mlp_width": mlp,
       "rope_theta": theta,
+      "rope_scaling": scaling,
       "tie_embeddings": tie,
       "dtype": dtype.name,
       "norm_eps": float(self.norm_eps),
@@ -171,15 +212,16 @@ class LMConfig:
 
   @classmethod
   def llama_1b(cls, **overrides: Any) -> LMConfig:
-    """The shapes of Llama 3.2 1B: 16 blocks of width 2048, 32 query and 8 key/value heads.
+    """The config of Llama 3.2 1B: 16 blocks of width 2048, 32 query and 8 key/value heads.
 
-    SwiGLU width 8192, 128256 tokens, tied head, RoPE base 500000; 1,235,814,400
-    parameters. (Llama 3.2's long-context RoPE rescaling is not modelled: ``max_len`` is
-    its original 8192.)
+    SwiGLU width 8192, 128256 tokens, tied head, RoPE base 500000 with Llama 3's rescaling
+    (factor 32) for a 131072-token context; 1,235,814,400 parameters.
     """
     shape = dict(vocab_size=128256, num_layers=16, width=2048, num_heads=32, num_kv_heads=8)
-    more = dict(mlp_width=8192, max_len=8192, rope_theta=500000.0, tie_embeddings=True)
-    return cls(**{**shape, **more, **overrides})
+    scaling = dict(rope_type="llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0)
+    scaling["original_max_position_embeddings"] = 8192
+    more = dict(mlp_width=8192, max_len=131072, rope_theta=500000.0, tie_embeddings=True)
+    return cls(**{**shape, **more, "rope_scaling": scaling, **overrides})
 
 
 # The attributes DecoderLM shares with LMConfig (its vocab_size is DecoderLM's num_classes).
@@ -203,16 +245,50 @@ def _norm(config: LMConfig, name: str) -> nn.Module:
   return nn.RMSNorm(config.norm_eps, dtype=config.dtype, param_dtype=jnp.float32, name=name)
 
 
-def rotary(x: jax.Array, theta: float) -> jax.Array:
+def rope_frequencies(head_dim: int, theta: float, scaling: Any = None) -> jax.Array:
+  """RoPE inverse frequencies ``theta^(-2i / head_dim)``, ``i < head_dim / 2``, float32.
+
+  With Llama 3's ``scaling`` (factor s, low/high frequency factors l < h, original context
+  C), a frequency f of wavelength ``w = 2 pi / f`` is kept when ``w < C / h``, divided by s
+  when ``w > C / l``, and in between interpolated: ``(1 - a) f / s + a f`` with
+  ``a = (C / w - l) / (h - l)``.
+
+  Args:
+    head_dim: Width of one head (even).
+    theta: The RoPE base, e.g. 10000.
+    scaling: ``None`` or `LMConfig.rope_scaling` (pairs or a dict) of rope_type "llama3".
+
+  Returns:
+    The ``head_dim / 2`` frequencies.
+
+  Example:
+    >>> rope_frequencies(4, 100.0).tolist()
+    [1.0, 0.10000000149011612]
+  """
+  inv_freq = 1.0 / theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+  if scaling is None:
+    return inv_freq
+  s = dict(scaling)
+  factor, low, high = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+  context = s["original_max_position_embeddings"]
+  wavelen = 2 * math.pi / inv_freq
+  smooth = (context / wavelen - low) / (high - low)
+  between = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+  scaled = jnp.where(wavelen > context / low, inv_freq / factor, between)
+  return jnp.where(wavelen < context / high, inv_freq, scaled)
+
+
+def rotary(x: jax.Array, theta: float, scaling: Any = None) -> jax.Array:
   """Rotary position embedding of ``x [B, T, heads, head_dim]`` at positions 0..T-1.
 
   Hugging Face Llama's convention: the angle of position t and frequency i is
-  ``t / theta^(2i / head_dim)``, and the pairs rotated together are entries ``i`` and
+  ``t * f_i`` (`rope_frequencies`), and the pairs rotated together are entries ``i`` and
   ``i + head_dim / 2`` ("rotate half"), not adjacent entries.
 
   Args:
     x: Queries or keys, ``[B, T, heads, head_dim]`` with an even head_dim.
     theta: The RoPE base, e.g. 10000.
+    scaling: Llama 3's frequency rescaling (see `rope_frequencies`), or ``None``.
 
   Returns:
     The rotated array, same shape and dtype (computed in float32).
@@ -223,7 +299,7 @@ def rotary(x: jax.Array, theta: float) -> jax.Array:
     [-0.3012, 1.3818]
   """
   t, dim = x.shape[1], x.shape[-1]
-  inv_freq = 1.0 / theta ** (jnp.arange(0, dim, 2, dtype=jnp.float32) / dim)
+  inv_freq = rope_frequencies(dim, theta, scaling)
   angles = jnp.arange(t, dtype=jnp.float32)[:, None] * inv_freq[None, :]
   cos, sin = jnp.cos(angles)[None, :, None, :], jnp.sin(angles)[None, :, None, :]
   x32 = x.astype(jnp.float32)
@@ -302,7 +378,8 @@ class DecoderBlock(nn.Module):
     k = k.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
     v = v.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
     if cfg.variant == "llama":
-      q, k = rotary(q, cfg.rope_theta), rotary(k, cfg.rope_theta)
+      q = rotary(q, cfg.rope_theta, cfg.rope_scaling)
+      k = rotary(k, cfg.rope_theta, cfg.rope_scaling)
     attn = causal_attention(q, k, v).reshape(b, t, cfg.num_heads * cfg.head_dim)
     hidden = hidden + drop(_dense(cfg.width, cfg, "o_proj", residual_std)(attn))
 
@@ -349,6 +426,7 @@ class DecoderLM(nn.Module):
   variant: str = "llama"
   norm_eps: float = 1e-5
   rope_theta: float | None = None
+  rope_scaling: Any = None
   tie_embeddings: bool | None = None
   dtype: str = "float32"
   dropout_rate: float = 0.0
