@@ -5,7 +5,8 @@ way LLM code writes it: ``q_proj``/``k_proj``/``v_proj`` outputs reshaped into h
 dim, a causal mask, the heads merged back and ``o_proj``. The two variants:
 
 - ``"llama"``: RMSNorm, rotary position embeddings (RoPE, the "rotate half" convention of
-  Hugging Face's Llama, so its checkpoints give its logits), a SwiGLU MLP
+  Hugging Face's Llama, so its checkpoints give its logits; Llama 3's frequency rescaling
+  when ``rope_scaling`` is set), a SwiGLU MLP
   ``down(silu(gate(x)) * up(x))``, optional grouped-query attention (``num_kv_heads <
   num_heads``), no biases, LM head untied unless asked.
 - ``"gpt2"``: LayerNorm with bias, learned position embeddings, a GELU MLP (tanh
