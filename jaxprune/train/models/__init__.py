@@ -1,7 +1,9 @@
 """A model zoo for pruning experiments (Flax Linen), with parameter and MAC counting.
 
 Every model takes ``num_classes``, images ``[B, H, W, C]`` and a ``train`` keyword:
-``model.apply(variables, x, train=False)``. Pruning acts on the ``params`` collection;
+``model.apply(variables, x, train=False)``; the language model `DecoderLM` takes int tokens
+``[B, T]`` instead and its ``num_classes`` is the vocabulary size (`load_hf` / `save_hf` read
+and write its Hugging Face checkpoints). Pruning acts on the ``params`` collection;
 `ResNet20` also has ``batch_stats`` (apply with ``mutable=["batch_stats"]`` when training).
 
 Example:
@@ -23,6 +25,8 @@ from jaxprune.train.models.benchmarks import (
 )
 from jaxprune.train.models.convnets import LeNet5Caffe, LeNet300100, VGGSmall
 from jaxprune.train.models.counting import count_nonzero, count_params, flops_per_example
+from jaxprune.train.models.hf import load_hf, save_hf
+from jaxprune.train.models.lm import DecoderBlock, DecoderLM, LMConfig
 from jaxprune.train.models.registry import MODELS, get_model
 from jaxprune.train.models.resnet import BasicBlock, ResNet20
 from jaxprune.train.models.vit import EncoderBlock, ViTSmall
@@ -31,7 +35,10 @@ __all__ = [
   "MODELS",
   "BasicBlock",
   "Bottleneck",
+  "DecoderBlock",
+  "DecoderLM",
   "EncoderBlock",
+  "LMConfig",
   "LeNet300100",
   "LeNet5Caffe",
   "ResNet20",
@@ -46,4 +53,6 @@ __all__ = [
   "count_params",
   "flops_per_example",
   "get_model",
+  "load_hf",
+  "save_hf",
 ]

@@ -10,6 +10,7 @@ import flax.linen as nn
 
 from jaxprune.train.models.benchmarks import VGG16, ResNet32, ResNet50, ResNet56, ViTB16
 from jaxprune.train.models.convnets import LeNet5Caffe, LeNet300100, VGGSmall
+from jaxprune.train.models.lm import DecoderLM
 from jaxprune.train.models.resnet import ResNet20
 from jaxprune.train.models.vit import ViTSmall
 
@@ -25,6 +26,7 @@ MODELS: Mapping[str, type[nn.Module]] = types.MappingProxyType(
     "vgg16": VGG16,
     "resnet50": ResNet50,
     "vit_b16": ViTB16,
+    "decoder_lm": DecoderLM,
   }
 )
 
@@ -35,9 +37,11 @@ def get_model(name: str, num_classes: int, **kwargs) -> nn.Module:
   Args:
     name: One of ``"lenet300100"``, ``"lenet5"``, ``"vgg_small"``, ``"resnet20"``,
       ``"vit_small"``, ``"resnet32"``, ``"resnet56"``, ``"vgg16"``, ``"resnet50"``,
-      ``"vit_b16"`` (the keys of `MODELS`).
+      ``"vit_b16"``, ``"decoder_lm"`` (the keys of `MODELS`).
     num_classes: Size of the output layer.
-    **kwargs: The model's other attributes, e.g. ``widths=(16, 32)`` for ``"vgg_small"``.
+    **kwargs: The model's other attributes, e.g. ``widths=(16, 32)`` for ``"vgg_small"``
+      or ``num_layers=2, variant="gpt2"`` for ``"decoder_lm"`` (its ``num_classes`` is the
+      vocabulary size).
 
   Returns:
     An unbound Linen module, called as ``model.apply(variables, x, train=...)``.
