@@ -40,6 +40,7 @@ def trace(
   example_input: Any,
   *,
   on_unsupported: str = "raise",
+  normalized: str = "keep",
   **apply_kwargs: Any,
 ) -> Groups:
   """Traces ``apply_fn(variables, example_input, **apply_kwargs)`` into its channel groups.
@@ -49,10 +50,12 @@ def trace(
   BatchNorm scale, shift and running statistics, the input rows of every consumer (a
   channels-last flatten maps channel ``c`` to rows ``c, c + C, ...``), every tensor added
   to it (residual connections), concatenation offsets, attention heads (the query, key and
-  value columns of a head and the output projection's rows) and MLP hidden units.
-  Channels reaching the model's output, LayerNorm'd axes and other channels that cannot
-  be removed are left out (``Groups.kept`` says why). Trace in inference mode
-  (``train=False``), so BatchNorm reads its running statistics.
+  value columns of a head and the output projection's rows, for flax's attention and for
+  hand-written attention that reshapes a projection into heads x head_dim; under
+  grouped-query attention a key/value head with its query heads) and MLP hidden units.
+  Channels reaching the model's output, an embedding's vocabulary, normalised axes and
+  other channels that cannot be removed are left out (``Groups.kept`` says why). Trace
+  in inference mode (``train=False``), so BatchNorm reads its running statistics.
 
   Args:
     apply_fn: ``apply_fn(variables, x, **apply_kwargs)``, e.g. ``model.apply``; for NNX,
@@ -62,6 +65,13 @@ def trace(
     example_input: an input of the right shape and dtype (values do not matter).
     on_unsupported: ``"raise"`` (default) raises `GroupTraceError` on an operation whose
       effect on channels cannot be followed; ``"keep"`` leaves those channels unpruned.
+    normalized: ``"keep"`` (default) leaves out channels that a sum runs over (the
+      statistics of LayerNorm and RMSNorm: a transformer's residual width), so removing
+      any group leaves the outputs unchanged. ``"group"`` groups them too: a residual
+      width becomes one group spanning the embedding, every block's input and output
+      projections and norms, and the head. Removing such channels changes the
+      statistics (their mean divides by the new width), so the smaller model then only
+      approximates the masked one; fine-tune after.
     **apply_kwargs: more keyword arguments for ``apply_fn`` (e.g. ``train=False``).
 
   Returns:
@@ -81,7 +91,9 @@ def trace(
     >>> sorted(groups.groups[0].members)
     [('params/hidden/bias', 0), ('params/hidden/kernel', 1), ('params/out/kernel', 0)]
   """
-  leaves, classes, kept = walk(apply_fn, variables, example_input, on_unsupported, **apply_kwargs)
+  leaves, classes, kept = walk(
+    apply_fn, variables, example_input, on_unsupported, normalized, **apply_kwargs
+  )
   paths = [p for p, _ in leaves]
   shapes = dict(leaves)
   families: dict[tuple, list[dict[tuple[int, int], list[int]]]] = {}

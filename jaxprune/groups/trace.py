@@ -11,14 +11,26 @@ with union-find:
 * an elementwise op (bias add, BatchNorm, activations, residual adds) joins the ids its
   operands carry on the same axis;
 * reshapes that keep channels apart (a channels-last flatten maps channel ``c`` to rows
-  ``c, c + C, ...``), transposes, concatenations and pooling carry ids along.
+  ``c, c + C, ...``), transposes, concatenations and pooling carry ids along;
+* a reshape that splits a channel axis over several axes (a projection's output into
+  heads x head_dim, ``[B, T, H*D] -> [B, T, H, D]``) makes each position of the leading
+  axis one unit: the ids of a head's ``D`` columns are joined, the head axis carries
+  them and ``head_dim`` carries none. Attention einsums then join the heads of the
+  queries, keys and values (batch axes of ``dot_general``; under grouped-query
+  attention a key/value head with its query heads), and the merge back into ``H*D``
+  joins them with the output projection's rows;
+* a gather along a parameter's axis (``embedding[tokens]``, ``jnp.take``, ``nn.Embed``)
+  keeps that axis (a vocabulary is not a channel axis) and carries its whole axes (the
+  features) into the result.
 
 Channels that cannot be removed are *kept*: those reaching the model's outputs, summed
-over (LayerNorm statistics), added to data no parameter controls, padded, sliced or
-broadcast from size one. A pattern that would move channels in a way the walk cannot
-follow (a gather, a reshape mixing two channel axes) raises `GroupTraceError` naming the
-primitive and the parameters, unless ``on_unsupported="keep"`` keeps those channels.
-A joined class of ids that holds parameter entries and is not kept is one prunable channel.
+over (LayerNorm and RMSNorm statistics, so a transformer's residual width; see
+``normalized``), added to data no parameter controls, padded, sliced or broadcast from
+size one. A pattern that would move channels in a way the walk cannot follow (a gather
+selecting channels of activations, a reshape merging two channel axes) raises
+`GroupTraceError` naming the primitive and the parameters, unless
+``on_unsupported="keep"`` keeps those channels. A joined class of ids that holds parameter
+entries and is not kept is one prunable channel.
 """
 
 from __future__ import annotations
@@ -151,12 +163,18 @@ def _is_ids(entry: Any) -> bool:
   return isinstance(entry, np.ndarray)
 
 
+def _constant_along(table: np.ndarray, axis: int) -> bool:
+  first = np.take(table, [0], axis=axis)
+  return bool(np.array_equal(np.broadcast_to(first, table.shape), table))
+
+
 class _Walker:
   """Union-find over channel ids plus the per-axis annotations of a jaxpr's values."""
 
-  def __init__(self, paths: list[str], on_unsupported: str):
+  def __init__(self, paths: list[str], on_unsupported: str, normalized: str = "keep"):
     self.paths = paths
     self.on_unsupported = on_unsupported
+    self.normalized = normalized
     self.parent: list[int] = []
     self.origin: list[tuple[int, int, int] | None] = []  # (leaf, axis, index) of a param id
     self.kept: dict[int, str] = {}  # id -> why its channel is kept
@@ -292,10 +310,13 @@ class _Walker:
       out = self.dot_general(eqn, anns)
     elif name == "conv_general_dilated":
       out = self.conv(eqn, anns)
+    elif name == "gather":
+      out = self.gather(eqn, anns)
     elif name in _REDUCE:
       axes = set(params["axes"])
       for d in axes:
-        self.keep(anns[0][d], f"{name} reduces over it")
+        if name != "reduce_sum" or self.normalized == "keep":
+          self.keep(anns[0][d], f"{name} reduces over it")
       out = tuple(a for d, a in enumerate(anns[0]) if d not in axes)
     elif name in _WINDOW:
       out = self.window(eqn, anns[0])
@@ -353,24 +374,39 @@ class _Walker:
       for d in bj:
         out[d] = None
       if len(carriers) > 1:
-        self.unsupported(eqn, [tuple(entries)], "the reshape merges two channel axes")
+        sizes = " and ".join(str(in_shape[bi[k]]) for k in carriers)
+        self.unsupported(
+          eqn,
+          [tuple(entries)],
+          f"the reshape merges two channel axes (of sizes {sizes}) into one, so an entry of the "
+          "result belongs to two channels at once (reshapes that split one channel axis, e.g. "
+          "into heads x head_dim, or merge it with data axes are followed)",
+        )
         continue
       k = carriers[0]
       block_in = [in_shape[d] for d in bi]
       table = np.broadcast_to(
         entries[k].reshape([n if m == k else 1 for m, n in enumerate(block_in)]), block_in
       ).reshape([out_shape[d] for d in bj])
-      placed = False
-      for m, d in enumerate(bj):
-        first = np.take(table, np.arange(table.shape[m]), axis=m)
-        index = tuple(slice(None) if q == m else slice(0, 1) for q in range(len(bj)))
-        if np.array_equal(np.broadcast_to(table[index], table.shape), table):
-          out[d] = np.ascontiguousarray(first[index].reshape(-1))
-          placed = True
-          break
-      if not placed:
-        self.unsupported(eqn, [tuple(entries)], "the reshape splits a channel axis and mixes it")
+      varying = [m for m in range(len(bj)) if not _constant_along(table, m)]
+      m = varying[0] if varying else 0
+      out[bj[m]] = self.split(table, m)
     return tuple(out)
+
+  def split(self, table: np.ndarray, axis: int) -> np.ndarray:
+    """Channel ids along ``axis`` of a reshaped block; ``table`` holds the id of every entry.
+
+    When the ids vary along ``axis`` only (a merge with data axes, a channels-last
+    flatten) each position carries its id. When they vary along later axes too (a
+    projection's output split into heads x head_dim), the entries sharing a position of
+    ``axis`` become one unit (a head: its ``head_dim`` columns), the ids of each unit are
+    joined and the later axes carry no channel.
+    """
+    rows = np.moveaxis(table, axis, 0).reshape(table.shape[axis], -1)
+    for row in rows:
+      ids = np.unique(row)
+      self.union(np.full(len(ids) - 1, ids[0]), ids[1:])
+    return np.ascontiguousarray(rows[:, 0])
 
   def free_axes(self, a, free: list[int], param_like: bool, what: str) -> list[Any]:
     """A kernel with several output axes is pruned along its first (e.g. heads, not head_dim)."""
@@ -439,6 +475,43 @@ class _Walker:
       self.keep(ra[rout], "grouped convolution")
     return tuple(out)
 
+  def gather(self, eqn, anns) -> tuple[Any, ...]:
+    """Indexing (``table[tokens]``, ``jnp.take``): whole slices keep their channels.
+
+    An axis of a parameter that the indices select along (an embedding's vocabulary, a
+    lookup table's rows) is not a channel axis: its entries are kept. Activations whose
+    channels are selected by index (a permutation, a top-k) cannot be followed.
+    """
+    dn, sizes = eqn.params["dimension_numbers"], eqn.params["slice_sizes"]
+    op, idx = anns
+    op_shape = tuple(eqn.invars[0].aval.shape)
+    out_shape = tuple(eqn.outvars[0].aval.shape)
+    self.keep(idx[-1], "gather reads indices from it")
+    out: list[Any] = [None] * len(out_shape)
+    pairs = dict(zip(dn.start_indices_batching_dims, dn.operand_batching_dims, strict=True))
+    batch_out = [d for d in range(len(out_shape)) if d not in dn.offset_dims]
+    for k, i in zip(batch_out, range(len(idx) - 1), strict=True):
+      entries = [idx[i]] + ([op[pairs[i]]] if i in pairs else [])
+      out[k] = self.combine(entries, out_shape[k], "gather")
+    sliced = [
+      d
+      for d in range(len(op_shape))
+      if d not in dn.collapsed_slice_dims and d not in dn.operand_batching_dims
+    ]
+    whole = {d for d in sliced if d not in dn.start_index_map and sizes[d] == op_shape[d]}
+    for k, d in zip(dn.offset_dims, sliced, strict=True):
+      if d in whole:
+        out[k] = op[d]
+    selected = [
+      d for d in range(len(op_shape)) if d not in whole and d not in dn.operand_batching_dims
+    ]
+    for d in selected:
+      if not self.is_param(eqn.invars[0]):
+        self.unsupported(eqn, [(op[d],)], "the gather selects channels of activations by index")
+      else:
+        self.keep(op[d], "a gather indexes it (an embedding's vocabulary, a table's rows)")
+    return tuple(out)
+
   def window(self, eqn, a) -> tuple[Any, ...]:
     p = eqn.params
     out = list(a)
@@ -457,6 +530,9 @@ class _Walker:
     for d in range(len(out_shape)):
       if d != axis:
         out.append(self.combine([a[d] for a in anns], out_shape[d], "concatenate"))
+        continue
+      if not any(_is_ids(a[d]) for a in anns):  # e.g. the halves of a rotary embedding
+        out.append(None)
         continue
       parts = []
       for a, s in zip(anns, shapes, strict=True):
@@ -503,6 +579,7 @@ def walk(
   variables: PyTree,
   example_input: Any,
   on_unsupported: str = "raise",
+  normalized: str = "keep",
   **apply_kwargs: Any,
 ) -> tuple[list[tuple[str, tuple[int, ...]]], list[tuple[tuple[int, int, int], ...]], dict]:
   """Traces ``apply_fn`` and returns the leaves, the prunable channel classes and kept reasons.
@@ -513,11 +590,16 @@ def walk(
   """
   if on_unsupported not in ("raise", "keep"):
     raise ValueError(f"on_unsupported must be 'raise' or 'keep', got {on_unsupported!r}.")
+  if normalized not in ("keep", "group"):
+    raise ValueError(
+      f"normalized must be 'keep' or 'group', got {normalized!r}; e.g. "
+      "jaxprune.groups.trace(apply_fn, variables, x, normalized='group')."
+    )
   pairs = leaves_with_paths(variables)
   paths = [p for p, _ in pairs]
   shapes = [tuple(np.shape(x)) for _, x in pairs]
   closed = jax.make_jaxpr(lambda v, x: apply_fn(v, x, **apply_kwargs))(variables, example_input)
-  w = _Walker(paths, on_unsupported)
+  w = _Walker(paths, on_unsupported, normalized)
   n_params = len(pairs)
   in_anns, flags = [], []
   for li, shape in enumerate(shapes):

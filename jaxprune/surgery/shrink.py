@@ -232,7 +232,8 @@ def apply_resized(model: nn.Module, variables: PyTree, *args: Any, **kwargs: Any
   """``model.apply(variables, ...)`` with every layer sized by its (smaller) kernel.
 
   ``nn.Dense``, ``nn.Conv`` and ``nn.DenseGeneral`` take their ``features`` from their
-  kernel's output axes and ``nn.MultiHeadDotProductAttention`` its ``num_heads`` (and
+  kernel's output axes, ``nn.Embed`` its ``features`` from its embedding's columns (a
+  pruned residual width) and ``nn.MultiHeadDotProductAttention`` its ``num_heads`` (and
   ``qkv_features``) from its query kernel, so the module built with its original widths
   runs the params from `shrink`. A depthwise ``nn.Conv`` (one output per input channel)
   takes its ``feature_group_count`` from its input's channels; another grouped
@@ -252,6 +253,12 @@ def apply_resized(model: nn.Module, variables: PyTree, *args: Any, **kwargs: Any
 
   def interceptor(next_fun, call_args, call_kwargs, context):
     module = context.module
+    if context.method_name == "setup" and isinstance(module, nn.Embed):
+      own = _lookup(params, tuple(module.path))
+      if own and "embedding" in own:
+        rows, features = own["embedding"].shape
+        object.__setattr__(module, "num_embeddings", int(rows))
+        object.__setattr__(module, "features", int(features))
     if context.method_name == "__call__":
       own = _lookup(params, tuple(module.path))
       if isinstance(module, nn.MultiHeadDotProductAttention) and own and "query" in own:

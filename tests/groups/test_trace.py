@@ -210,12 +210,37 @@ class Shuffle(nn.Module):
     return nn.Dense(3, name="head")(nn.relu(nn.Dense(6, name="ok")(y)))
 
 
-def test_a_channel_mixing_reshape_raises_naming_the_primitive_and_the_parameter():
-  with pytest.raises(jaxprune.groups.GroupTraceError, match="'reshape'.*params/mix/kernel"):
-    _trace(Shuffle(), (4,))
-  _, groups = _trace(Shuffle(), (4,), on_unsupported="keep")
+def test_a_split_channel_axis_is_pruned_in_units_of_its_leading_axis():
+  # mix's column 4g + i lands on row 2i + g of ok: unit g is columns 4g..4g+3, rows 2i + g.
+  _, groups = _trace(Shuffle(), (4,))
+  g = groups["params/mix/kernel:1"]
+  assert g.size == 2
+  index = dict(zip(g.members, g.index, strict=True))
+  np.testing.assert_array_equal(index[("params/mix/kernel", 1)], [[0, 1, 2, 3], [4, 5, 6, 7]])
+  np.testing.assert_array_equal(index[("params/ok/kernel", 0)], [[0, 2, 4, 6], [1, 3, 5, 7]])
+
+
+class Outer(nn.Module):
+  """Bilinear features: the outer product of two projections, flattened."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    a, b = nn.Dense(3, name="a")(x), nn.Dense(4, name="b")(x)
+    y = (a[:, :, None] * b[:, None, :]).reshape(x.shape[0], 12)
+    return nn.Dense(2, name="head")(nn.relu(nn.Dense(6, name="ok")(y)))
+
+
+def test_a_reshape_merging_two_channel_axes_raises_naming_the_primitive_and_the_parameters():
+  with pytest.raises(jaxprune.groups.GroupTraceError) as info:
+    _trace(Outer(), (4,))
+  message = str(info.value)
+  assert "'reshape'" in message and "merges two channel axes (of sizes 3 and 4)" in message
+  assert "params/a/kernel (axis 1)" in message and "params/b/kernel (axis 1)" in message
+  assert "on_unsupported='keep'" in message
+  _, groups = _trace(Outer(), (4,), on_unsupported="keep")
   assert [g.name for g in groups] == ["params/ok/kernel:1"]
-  assert "reshape" in groups.kept[("params/mix/kernel", 1)]
+  assert "reshape" in groups.kept[("params/a/kernel", 1)]
+  assert "reshape" in groups.kept[("params/b/kernel", 1)]
 
 
 def test_a_gather_on_channels_raises():
@@ -227,6 +252,27 @@ def test_a_gather_on_channels_raises():
 
   with pytest.raises(jaxprune.groups.GroupTraceError, match="gather.*params/a/kernel"):
     _trace(Gather(), (4,))
+
+
+def test_an_embedding_lookup_keeps_the_vocabulary_and_groups_the_features():
+  class Embed(nn.Module):
+    @nn.compact
+    def __call__(self, tokens):
+      hidden = nn.Embed(10, 6, name="embed")(tokens)  # jnp.take(embedding, tokens, axis=0)
+      rows = self.param("table", nn.initializers.normal(), (5, 6))[tokens % 5]  # table[idx]
+      return nn.Dense(3, name="head")(jnp.mean(hidden * rows, axis=1))
+
+  tokens = jnp.array([[1, 7, 3]])
+  variables = Embed().init(jax.random.key(0), tokens)
+  groups = jaxprune.groups.trace(Embed().apply, variables, tokens)
+  assert _summary(groups) == {
+    "params/embed/embedding:1": (
+      6,
+      {("params/embed/embedding", 1, 1), ("params/table", 1, 1), ("params/head/kernel", 0, 1)},
+    )
+  }
+  assert groups.kept[("params/embed/embedding", 0)].startswith("a gather indexes it")
+  assert groups.kept[("params/table", 0)].startswith("a gather indexes it")
 
 
 def test_nnx_model_through_split_and_merge():
