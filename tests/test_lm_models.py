@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxprune
+from jaxprune.surgery import apply_resized, shrink
 from jaxprune.train import models
 from jaxprune.train.models import DecoderBlock, DecoderLM, LMConfig
 
@@ -233,3 +235,28 @@ def test_tokens_must_be_int_and_at_most_max_len():
     model.apply(variables, jnp.zeros((2, 8)))
   with pytest.raises(ValueError, match="12 tokens per sequence; max_len is 8"):
     model.apply(variables, TOKENS)
+
+
+@pytest.mark.parametrize(
+  "kwargs", [dict(variant="llama", num_heads=8, num_kv_heads=4), dict(variant="gpt2", num_heads=4)]
+)
+def test_traced_heads_and_mlp_units_shrink_to_a_model_with_the_masked_logits(kwargs):
+  # Heads are read from the projections' widths, so the shrunk model runs with the same code.
+  model = DecoderLM.from_config(LMConfig.tiny(num_layers=2, width=32, **kwargs))
+  variables = model.init(jax.random.key(0), TOKENS)
+  variables = {
+    "params": jax.tree.map(
+      lambda x: x + 0.1 * jax.random.normal(jax.random.key(1), x.shape), variables["params"]
+    )
+  }
+  groups = jaxprune.groups.trace(model.apply, variables, TOKENS)
+  pruned, masks = jaxprune.prune(variables["params"], 0.25, structure=groups)
+  small, _ = shrink({"params": pruned}, groups, masks)
+  q = small["params"]["block_0"]["q_proj"]["kernel"]
+  assert q.shape[1] < variables["params"]["block_0"]["q_proj"]["kernel"].shape[1]
+  np.testing.assert_allclose(
+    apply_resized(model, small, TOKENS),
+    model.apply({"params": pruned}, TOKENS),
+    rtol=1e-5,
+    atol=1e-5,
+  )

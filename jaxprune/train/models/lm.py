@@ -375,13 +375,15 @@ class DecoderBlock(nn.Module):
     q = _dense(cfg.num_heads * cfg.head_dim, cfg, "q_proj")(x)
     k = _dense(cfg.num_kv_heads * cfg.head_dim, cfg, "k_proj")(x)
     v = _dense(cfg.num_kv_heads * cfg.head_dim, cfg, "v_proj")(x)
-    q = q.reshape(b, t, cfg.num_heads, cfg.head_dim)
-    k = k.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
-    v = v.reshape(b, t, cfg.num_kv_heads, cfg.head_dim)
+    # Head counts come from the projections' widths, so a model with heads removed
+    # (`surgery.shrink`, then `surgery.apply_resized`) runs with the same code.
+    q = q.reshape(b, t, -1, cfg.head_dim)
+    k = k.reshape(b, t, -1, cfg.head_dim)
+    v = v.reshape(b, t, -1, cfg.head_dim)
     if cfg.variant == "llama":
       q = rotary(q, cfg.rope_theta, cfg.rope_scaling)
       k = rotary(k, cfg.rope_theta, cfg.rope_scaling)
-    attn = causal_attention(q, k, v).reshape(b, t, cfg.num_heads * cfg.head_dim)
+    attn = causal_attention(q, k, v).reshape(b, t, -1)
     hidden = hidden + drop(_dense(cfg.width, cfg, "o_proj", residual_std)(attn))
 
     x = _norm(cfg, "mlp_norm")(hidden)
