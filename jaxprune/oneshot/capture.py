@@ -3,7 +3,7 @@
 A block ``fn(params, hidden)`` is traced to a jaxpr and evaluated equation by equation. A
 floating leaf of ``params`` with at least two dimensions is a candidate kernel; it is
 followed through views (``convert_element_type``, ``reshape``, ``transpose``, ``squeeze``,
-a ``broadcast_in_dim`` that only adds unit axes, ``copy``) and through calls (``pjit`` as
+a ``broadcast_in_dim`` that only adds unit axes, ``copy``) and through calls (``jit`` as
 ``jnp.einsum`` emits, ``closed_call``, ``remat``, ``custom_jvp_call``/``custom_vjp_call``). A
 ``dot_general`` with such a view as one operand is a linear layer; its other operand is the
 layer's input, flattened to ``X [rows, in]`` in the product's contraction order (`KernelView`).
@@ -43,6 +43,20 @@ from jaxprune.oneshot.layout import KernelView
 
 PyTree = Any
 _CALL_PARAMS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
+_CALLS = frozenset(  # primitives that evaluate their jaxpr once, on their operands as given
+  [
+    "jit",
+    "pjit",
+    "closed_call",
+    "core_call",
+    "remat",
+    "remat2",
+    "checkpoint",
+    "custom_jvp_call",
+    "custom_vjp_call",
+    "custom_vjp_call_jaxpr",
+  ]
+)
 _SAME = frozenset(
   ["convert_element_type", "copy", "copy_p", "sharding_constraint", "reduce_precision"]
 )
@@ -112,7 +126,7 @@ def _read(env: dict[Any, Any], v: Any) -> tuple[Any, Any, frozenset[int]]:
 def _inner(eqn: Any) -> tuple[Any, list[Any]] | None:
   """The jaxpr (and its consts) that a call-like equation evaluates, if it maps 1:1."""
   inner = next((eqn.params[k] for k in _CALL_PARAMS if k in eqn.params), None)
-  if inner is None:
+  if inner is None or eqn.primitive.name not in _CALLS:
     return None
   jaxpr, consts = (inner.jaxpr, list(inner.consts)) if hasattr(inner, "jaxpr") else (inner, [])
   if len(jaxpr.invars) != len(eqn.invars) or len(jaxpr.outvars) != len(eqn.outvars):
@@ -130,6 +144,7 @@ class _Walk:
     self.fatal: dict[int, str] = {}
     self.notes: dict[int, str] = {}
     self.grams: dict[int, jax.Array] = {}
+    self.order: dict[int, int] = {}  # leaf -> rank of its first matrix product
 
   def run(self, jaxpr: Any, consts: list[Any], args: list[tuple[Any, Any, frozenset[int]]]):
     env: dict[Any, Any] = {}
@@ -161,11 +176,11 @@ class _Walk:
         return [(self.bind(eqn, [v for v, _, _ in ins])[0], view, deps)]
     if tagged and (inner := _inner(eqn)) is not None:
       return self.run(inner[0], inner[1], ins)
+    opaque = any(isinstance(v, jcore.Jaxpr | jcore.ClosedJaxpr) for v in eqn.params.values())
+    opaque = opaque or any(k.endswith("jaxpr") or k == "branches" for k in eqn.params)
     for leaf, _ in tagged:
-      if _inner(eqn) is not None or any(k in eqn.params for k in _CALL_PARAMS + ("body_jaxpr",)):
+      if opaque:
         self.fatal.setdefault(leaf, f"it enters `{name}`, whose body is not followed")
-      elif name == "dot_general":
-        pass
       else:
         self.notes.setdefault(leaf, f"it reaches `{name}` before any matrix product")
     return [(v, None, deps) for v in self.bind(eqn, [v for v, _, _ in ins])]
@@ -210,6 +225,7 @@ class _Walk:
       return [(out, None, deps)]
     kc, xc = (lc, rc)[k], (lc, rc)[1 - k]
     matrix = view.matrix(tuple(kc))
+    self.order.setdefault(leaf, len(self.order))
     self.views[leaf].append(matrix)
     x, _, x_deps = ins[1 - k]
     self.input_deps[leaf] |= x_deps
@@ -245,8 +261,8 @@ def find_linears(fn: Callable[..., Any], params: PyTree, *args: Any) -> Linears:
     *args: its inputs (arrays or `jax.ShapeDtypeStruct`s).
 
   Returns:
-    `Linears`: one `Linear` per kernel found, in leaf order, and for every other candidate
-    kernel (floating, ≥ 2 dimensions) the reason it is not one.
+    `Linears`: one `Linear` per kernel found, in the order of their first products, and for
+    every other candidate kernel (floating, ≥ 2 dimensions) the reason it is not one.
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -256,7 +272,7 @@ def find_linears(fn: Callable[..., Any], params: PyTree, *args: Any) -> Linears:
     >>> p = {"qkv": jnp.ones((8, 2, 4)), "out": jnp.ones((8, 8))}
     >>> lin = find_linears(block, p, jnp.ones((1, 3, 8))).linears
     >>> [(l.path, l.view.in_features, l.view.out_features, l.stage) for l in lin]
-    [('out', 8, 8, 1), ('qkv', 8, 8, 0)]
+    [('qkv', 8, 8, 0), ('out', 8, 8, 1)]
   """
   holder = {}
 
@@ -270,9 +286,10 @@ def find_linears(fn: Callable[..., Any], params: PyTree, *args: Any) -> Linears:
   leaves = jax.tree.leaves(params)
   stages: dict[int, int] = {}
 
-  def stage(i: int) -> int:
-    if i not in stages:
-      before = [stage(j) for j in walk.input_deps[i] if j in walk.views]
+  def stage(i: int, visiting: frozenset[int] = frozenset()) -> int:
+    if i not in stages:  # a shared kernel may feed its own input: that dependency is skipped
+      inner = visiting | {i}
+      before = [stage(j, inner) for j in walk.input_deps[i] if j in walk.views and j not in inner]
       stages[i] = 1 + max(before) if before else 0
     return stages[i]
 
@@ -290,6 +307,7 @@ def find_linears(fn: Callable[..., Any], params: PyTree, *args: Any) -> Linears:
       problems[path] = why
       continue
     linears.append(Linear(path, i, views[0], stage(i), len(views)))
+  linears.sort(key=lambda lin: walk.order[lin.index])
   return Linears(tuple(linears), problems)
 
 

@@ -152,6 +152,8 @@ class _Run:
       self.specs[full].check(lin.view.in_features, full)
       todo.append((lin, full, self.specs.pop(full)))
     params = jax.tree.unflatten(treedef, leaves)
+    rank = {lin.index: r for r, lin in enumerate(found.linears)}
+    todo.sort(key=lambda t: rank[t[0].index])
     groups = (
       [[t for t in todo if t[0].stage == s] for s in sorted({t[0].stage for t in todo})]
       if self.settings.sequential
