@@ -80,12 +80,11 @@ def _signature(tree: PyTree) -> tuple[Any, ...]:
 class _Run:
   """The state of one sequential run: params, masks and reports so far."""
 
-  def __init__(self, params, specs, settings, sharding, callback):
+  def __init__(self, params, specs, settings, sharding):
     self.params = params
     self.specs = specs
     self.settings = settings
     self.sharding = sharding
-    self.callback = callback
     self.masks: dict[str, jax.Array] = {}
     self.layers: list[LayerReport] = []
     self.stages: list[StageReport] = []
@@ -112,9 +111,10 @@ class _Run:
     )
     if not bool(jnp.isfinite(w_hat).all()):
       raise ValueError(
-        f"SparseGPT produced non-finite weights for {path!r}: its damped Hessian is not "
-        f"positive definite in float32 (damp={self.settings.damp}). Raise the damping, e.g. "
-        "Settings(damp=0.1), or calibrate on more tokens."
+        f"{spec.method} produced non-finite weights for {path!r}. With sparsegpt, its damped "
+        f"Hessian is not positive definite in float32 (damp={self.settings.damp}): raise the "
+        "damping, e.g. Settings(damp=0.1), or calibrate on more tokens; otherwise the kernel "
+        "or its calibration inputs hold NaN or inf."
       )
     new = lin.view.from_2d(w_hat).astype(leaf.dtype)
     mask = lin.view.from_2d(keep)
@@ -135,7 +135,10 @@ class _Run:
     return new, report
 
   def prune_stage(self, name, grams_fn, fn, params, hidden, prefix: str):
-    """Prunes the targeted kernels of ``fn(params, hidden)``; returns the new params."""
+    """Prunes the targeted kernels of ``fn(params, hidden)``.
+
+    Returns ``(params, hessian_seconds, prune_seconds, layer_reports)``.
+    """
     found = self.linears(fn, params, hidden)
     paths = [p for p, _ in leaves_with_paths(params)]
     todo = []
@@ -285,7 +288,7 @@ def prune_sequential(
       )
     sharding = NamedSharding(mesh, P(None, data_axis))
   specs = resolve_targets(params, model.block_paths, default, targets)
-  run = _Run(params, specs, settings, sharding, callback)
+  run = _Run(params, specs, settings, sharding)
   programs = _programs(model)
   tokens = run.place(jnp.asarray(windows.reshape(-1, bs, windows.shape[1])))
 
