@@ -21,7 +21,7 @@ from jaxprune.criteria.curvature import (  # noqa: E402
   obd_criterion,
 )
 from jaxprune.criteria.gradient import snip, taylor  # noqa: E402
-from jaxprune.criteria.obs import obs, obs_criterion, obs_prune  # noqa: E402
+from jaxprune.criteria.obs import obs, obs_criterion, obs_prune, sparsegpt_update  # noqa: E402
 from jaxprune.criteria.scoring import classification_loss  # noqa: E402
 
 __all__ += [
@@ -38,6 +38,7 @@ __all__ += [
   "obs",
   "obs_criterion",
   "obs_prune",
+  "sparsegpt_update",
   "snip",
   "taylor",
   "wanda",

@@ -48,14 +48,22 @@ def input_hessian(x: jax.Array, damp: float = 0.01) -> jax.Array:
            [0.  , 1.75]], dtype=float32)
   """
   x = x.reshape(-1, x.shape[-1]).astype(jnp.float32)
-  h = jnp.matmul(x.T, x, precision=jax.lax.Precision.HIGHEST)
+  return damped_hessian(jnp.matmul(x.T, x, precision=jax.lax.Precision.HIGHEST), damp)
+
+
+def damped_hessian(gram: jax.Array, damp: float = 0.01) -> jax.Array:
+  """The Gram matrix XᵀX made positive definite as SparseGPT does: dead inputs (H_ii = 0) get
+  H_ii = 1, then λ = ``damp`` · mean(diag) is added to the diagonal.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> damped_hessian(jnp.array([[2.0, 0.0], [0.0, 0.0]]), damp=0.5)
+    Array([[2.75, 0.  ],
+           [0.  , 1.75]], dtype=float32)
+  """
+  h = jnp.asarray(gram, jnp.float32)
   h = h + jnp.diag((jnp.diag(h) == 0).astype(h.dtype))
   return h + damp * jnp.mean(jnp.diag(h)) * jnp.eye(h.shape[0], dtype=h.dtype)
-
-
-def _dead_inputs(x: jax.Array) -> jax.Array:
-  """True for input features that are 0 on every calibration row."""
-  return jnp.all(x.reshape(-1, x.shape[-1]) == 0, axis=0)
 
 
 def _cumulative(sparsity: jax.Array, size: int, upto: int) -> jax.Array:
@@ -143,6 +151,54 @@ def _mode(structure: Any, path: str) -> tuple[str, int, int]:
   )
 
 
+def sparsegpt_update(
+  w: jax.Array,
+  gram: jax.Array,
+  sparsity: jax.Array | float,
+  structure: Any = None,
+  *,
+  damp: float = 0.01,
+  block_size: int = 128,
+  path: str = "kernel",
+) -> tuple[jax.Array, jax.Array]:
+  """SparseGPT on one kernel ``w [in, out]`` given its inputs' Gram matrix XᵀX ``[in, in]``.
+
+  The Gram matrix is damped by `damped_hessian`; the rows of inputs that were never active
+  (XᵀX_ii = 0) are set to 0 first, as in the reference implementation. See the module
+  docstring for the algorithm. Works under `jax.jit` (``sparsity`` may be traced).
+
+  Args:
+    w: the kernel, ``[in, out]``.
+    gram: XᵀX of the calibration inputs, ``[in, in]`` (undamped, float32).
+    sparsity: fraction of weights removed (unused by N:M, whose sparsity is ``1 - n/m``).
+    structure: ``None``/`unstructured()` (exact count over the layer),
+      ``unstructured(within=-1)`` (exact count per output) or ``n_of_m(n, m)`` (groups of m
+      consecutive inputs).
+    damp: λ as a fraction of the mean diagonal.
+    block_size: rows (inputs) per lazy-update block (rounded down to a multiple of m for N:M).
+    path: the kernel's name, for error messages.
+
+  Returns:
+    ``(w, keep)``: the updated float32 kernel (pruned entries exactly 0) and the bool mask.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> x = jax.random.normal(jax.random.key(0), (64, 8))
+    >>> w = jax.random.normal(jax.random.key(1), (8, 4))
+    >>> new, keep = sparsegpt_update(w, x.T @ x, 0.5)
+    >>> int(keep.sum()), bool((new[~keep] == 0).all())
+    (16, True)
+  """
+  mode, n, m = _mode(structure, path)
+  if mode == "nm":
+    block_size = max(m, (block_size // m) * m)
+  gram = jnp.asarray(gram, jnp.float32)
+  w0 = jnp.where((jnp.diag(gram) == 0)[:, None], 0.0, w)  # inputs never seen carry no signal
+  s = jnp.asarray(sparsity, jnp.float32)
+  h = damped_hessian(gram, damp)
+  return _sparsegpt(w0, h, s, mode=mode, n=n, m=m, block_size=block_size)
+
+
 def obs_prune(
   params: PyTree,
   targets: PyTree,
@@ -204,14 +260,12 @@ def obs_prune(
         "(activations=jaxprune.criteria.capture_inputs(model.apply, variables, x)) or leave "
         "it dense: distribution={'.*Dense_0/kernel': 0.5, ...}."
       )
-    mode, n, m = _mode(structure, name)
-    block = obs_block_size
-    if mode == "nm":
-      block = max(m, (block // m) * m)
-    h = input_hessian(x, obs_damp)
+    x = x.reshape(-1, x.shape[-1]).astype(jnp.float32)
+    gram = jnp.matmul(x.T, x, precision=jax.lax.Precision.HIGHEST)
     s = jnp.asarray(t, jnp.float32)
-    w0 = jnp.where(_dead_inputs(x)[:, None], 0.0, w)  # inputs never seen carry no signal
-    pw, keep = _sparsegpt(w0, h, s, mode=mode, n=n, m=m, block_size=block)
+    pw, keep = sparsegpt_update(
+      w, gram, s, structure, damp=obs_damp, block_size=obs_block_size, path=name
+    )
     active = s > 0
     keep = jnp.where(active, keep, True)
     new.append(jnp.where(active, pw, w).astype(w.dtype))
