@@ -27,6 +27,7 @@ from jaxprune._checks import (
   concrete_value,
   resolve_sparsity,
 )
+from jaxprune._reset import reset_entries
 from jaxprune._tree import unwrap_variables
 from jaxprune.errors import MaskMismatchError
 from jaxprune.masks import pack, unpack
@@ -285,8 +286,6 @@ def masked(
       jax.tree.unflatten(plan.treedef, masked_grads), state.inner_state, params, **extras
     )
     if crit.regrow and not frozen:
-      from jaxprune.dynamic.reset import reset_entries  # dynamic builds on this module
-
       inner_state = reset_entries(
         inner, inner_state, params, jax.tree.unflatten(plan.treedef, grown)
       )

@@ -31,9 +31,10 @@ ROOT = pathlib.Path(jaxprune.__file__).parent
 # Third-party modules that may be imported inside a function: heavy to import and needed by
 # a few entry points only. Each needs a comment at the import saying so.
 LAZY_THIRD_PARTY = {
-  "tensorflow_datasets": "downloads and builds datasets; imports TensorFlow machinery",
-  "matplotlib": "figures of reports only",
-  "orbax": "checkpoint writing, only where a function saves one",
+  "tensorflow_datasets": "builds and describes TFDS datasets; reading prepared ones needs none",
+  "matplotlib": "most of a second; figures of reports only",
+  "orbax": "half a second; checkpoint writing outside the trainer (surgery's size check)",
+  "sklearn": "a second; only the bundled digits dataset needs it",
 }
 
 
