@@ -6,6 +6,12 @@ import numbers
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+
+from jaxprune._tree import leaves_with_paths, unwrap_variables
+from jaxprune.errors import MaskMismatchError
+
+PyTree = Any
 
 
 def check_sparsity(sparsity: Any, example: str) -> None:
@@ -148,3 +154,26 @@ def resolve_sparsity(
     "sparsity=None needs something else to decide it: a threshold criterion, a structure "
     f"with a fixed sparsity (n_of_m) or fixed initial masks. Pass a sparsity: {example}."
   )
+
+
+def check_mask_tree(params: PyTree, masks: PyTree, caller: str) -> None:
+  """Raises `MaskMismatchError` unless ``masks`` has the structure and shapes of ``params``.
+
+  NNX ``Variable`` nodes (``Param`` in params, ``OptVariable`` in an `nnx.Optimizer`'s
+  state) are compared by their values, so masks from either fit either.
+  """
+  p_tree, m_tree = unwrap_variables(params), unwrap_variables(masks)
+  if jax.tree.structure(p_tree) != jax.tree.structure(m_tree):
+    raise MaskMismatchError(
+      f"{caller}: the mask tree does not match the params tree.\n"
+      f"  params: {jax.tree.structure(p_tree)}\n  masks:  {jax.tree.structure(m_tree)}\n"
+      "Pass the masks made for these params: jaxprune.masks_of(opt_state) for the state "
+      "of the optimizer that trains them, or the masks of jaxprune.prune(params, ...)."
+    )
+  for (path, p), m in zip(leaves_with_paths(p_tree), jax.tree.leaves(m_tree), strict=True):
+    if jnp.shape(p) != jnp.shape(m):
+      raise MaskMismatchError(
+        f"{caller}: the mask of {path!r} has shape {jnp.shape(m)}, but the leaf has shape "
+        f"{jnp.shape(p)}; a mask must have its leaf's shape (no broadcasting). Pass the "
+        "masks made for these params, e.g. jaxprune.masks_of(opt_state)."
+      )

@@ -15,10 +15,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxprune._checks import check_mask_tree
 from jaxprune._tree import leaves_with_paths
 from jaxprune.errors import SparsityError
 from jaxprune.masked import MaskedState, _find_states, masks_of
-from jaxprune.prune import check_mask_tree
 
 PyTree = Any
 

@@ -1,17 +1,25 @@
 """`masked`: an optax wrapper that keeps params exactly sparse and updates masks on schedule.
 
-Per call of ``update(grads, state, params, **extras)``:
+Per call of ``update(grads, state, params, **extras)``, a pipeline of small steps:
 
-1. the schedule reads the state's counter: update masks now? at which sparsity?
-2. under `jax.lax.cond`, the criterion scores the params (with ``grads`` and the extras)
-   and the plan turns scores into exact masks;
-3. the inner optimizer sees the gradient with pruned entries zeroed;
-4. pruned entries get the update ``-param``, so `optax.apply_updates` leaves them at
-   exactly 0.0; kept entries get exactly the inner optimizer's update.
+1. plan: the params' leaves with their targets and structure (`jaxprune.selection.Plan`);
+2. schedule (`_on_schedule`): the state's counter says whether the masks update now and at
+   which sparsity; if so, under `jax.lax.cond`, `_remask` runs
+   criterion (`_score`: the params scored with ``grads`` and the extras), nest (`_nest`:
+   entries pruned so far rank last), select (`Plan.select`: exact masks) and, unless the
+   criterion regrows, keeps only entries kept so far (`_within`);
+3. grow (`_live`): entries a drop-and-grow update revives sit this step out;
+4. enforce, inner update (`_zero_pruned`): the inner optimizer sees the gradient with
+   pruned entries zeroed;
+5. reset (`reset_entries`): the inner state of revived entries restarts from its init;
+6. enforce (`_enforce`): pruned entries get the update ``-param``, so
+   `optax.apply_updates` leaves them at exactly 0.0; kept entries get exactly the inner
+   optimizer's update.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -27,6 +35,7 @@ from jaxprune._checks import (
   concrete_value,
   resolve_sparsity,
 )
+from jaxprune._reset import reset_entries
 from jaxprune._tree import unwrap_variables
 from jaxprune.errors import MaskMismatchError
 from jaxprune.masks import pack, unpack
@@ -171,14 +180,7 @@ def masked(
   crit = criteria.get(criterion)
   fixed = initial_masks is not None and schedule is None  # static sparse training
   sched = schedules.get(schedule)
-  if crit.prune_fn is not None:
-    raise ValueError(
-      f"Criterion {crit.name!r} is a one-shot solver that also rewrites the kept weights, so "
-      f"it cannot run inside an optimizer. Use jaxprune.prune(params, sparsity, "
-      f"criterion={crit.name!r}, ...) after training."
-    )
-  if crit.regrow and "masks" in crit.needs and initial_masks is None:  # drop and grow
-    raise ValueError(_dense_start_message(crit.name, sparsity))
+  _check_criterion(crit, sparsity, initial_masks)
   struct = structures.get(structure)
   requested = sparsity
   sparsity = resolve_sparsity(
@@ -195,106 +197,44 @@ def masked(
     given = _initial(plan, params, initial_masks)
     if initial_masks is not None and requested is not None:
       _check_initial_sparsity(plan, given, requested, crit, fixed)
-    masks = []
-    for shape, on, m in zip(plan.shapes, plan.prunable, given, strict=True):
-      if not on:
-        masks.append(DenseMask(shape))
-      elif packed:
-        masks.append(PackedMask(pack(m), shape))
-      else:
-        masks.append(m)
+    masks = _mask_tree(plan, given, packed)
     return MaskedState(
       count=jnp.zeros([], jnp.int32),
-      masks=jax.tree.unflatten(plan.treedef, masks),
+      masks=masks,
       key=jax.random.key_data(jax.random.key(seed)),
       inner_state=inner.init(params),
     )
 
   def update_fn(updates, state, params=None, masks_frozen: bool = False, **extras):
-    if not isinstance(masks_frozen, bool):
-      raise TypeError(
-        f"masks_frozen must be a Python bool (it selects what is compiled); got "
-        f"{type(masks_frozen).__name__}. Pass masks_frozen=True only on steps where the "
-        "schedule keeps the masks, e.g. tx.update(grads, state, params, masks_frozen=True)."
-      )
-    if params is None:
-      raise ValueError(
-        "jaxprune.masked needs the current params to zero pruned weights. Call "
-        "tx.update(grads, opt_state, params) instead of tx.update(grads, opt_state)."
-      )
-    plan = plan_for(params)
+    _check_update_call(masks_frozen, params)
+    plan = plan_for(params)  # plan
     p_leaves = plan.check_tree(params, "params")
     g_leaves = plan.check_tree(updates, "gradient")
-    frozen = masks_frozen or fixed
-    if not frozen:  # the criterion runs only where masks may change
+    moving = not (masks_frozen or fixed)  # may the masks change at this step?
+    if moving:  # the criterion runs only where masks may change
       crit.check_extras({"grads": updates, "key": True, "masks": True, "step": True, **extras})
     previous = _stored_masks(plan, state.masks)
-
-    def recompute(stored_masks):
-      # The criterion's key: the caller's ``key=`` extra, else derived from the state's base
-      # key and the step (so no random numbers are drawn on steps that keep the masks).
-      own = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
-      current_masks = [None if isinstance(m, DenseMask) else m for m in _unpacked(stored_masks)]
-      crit_extras = {
-        **extras,
-        "key": extras.get("key", own),
-        "masks": jax.tree.unflatten(plan.treedef, current_masks),
-        "step": state.count,
-      }
-      scores = crit.fn(params, grads=updates, **crit_extras)
-      if not crit.regrow:
-        scores = _nest(plan, scores, current_masks)
-      fresh = plan.select(p_leaves, scores, current, _clamp(sparsity), crit)
-      if not crit.regrow:  # masks only shrink, also where ``current`` is below their sparsity
-        fresh = [
-          new if new is None or m is None else new & m
-          for new, m in zip(fresh, current_masks, strict=True)
-        ]
-      out = []
-      for prev, new in zip(stored_masks, fresh, strict=True):
-        if new is None or isinstance(prev, DenseMask):
-          out.append(prev)
-        elif isinstance(prev, PackedMask):
-          out.append(PackedMask(pack(new), prev.shape))
-        else:
-          out.append(new)
-      return out
-
     stored = previous
-    if not frozen:
-      update_now, current = sched(state.count, sparsity)
-      current = _clamp(current)
-      stored = jax.lax.cond(update_now, recompute, lambda m: list(m), previous)
-    bools = _unpacked(stored)
-    if crit.regrow and not frozen:
-      # Entries revived at this update stay at 0 for this step, like pruned ones, and their
-      # optimizer state restarts below.
-      grown = [
-        None if isinstance(m, DenseMask) else new & ~prev
-        for m, new, prev in zip(stored, bools, _unpacked(previous), strict=True)
-      ]
-      live = [m if g is None else m & ~g for m, g in zip(bools, grown, strict=True)]
-    else:
-      live = bools
-
-    masked_grads = [
-      g if isinstance(m, DenseMask) else jnp.where(m, g, jnp.zeros_like(g))
-      for g, m in zip(g_leaves, live, strict=True)
-    ]
-    inner_updates, inner_state = inner.update(
-      jax.tree.unflatten(plan.treedef, masked_grads), state.inner_state, params, **extras
-    )
-    if crit.regrow and not frozen:
-      from jaxprune.dynamic.reset import reset_entries  # dynamic builds on this module
-
-      inner_state = reset_entries(
-        inner, inner_state, params, jax.tree.unflatten(plan.treedef, grown)
+    if moving:  # criterion, nest, select where the schedule says so
+      remask = functools.partial(
+        _remask,
+        crit=crit,
+        plan=plan,
+        target=sparsity,
+        params=params,
+        grads=updates,
+        p_leaves=p_leaves,
+        state=state,
+        extras=extras,
       )
-    u_leaves = plan.check_tree(inner_updates, "inner update")
-    out = [
-      u if isinstance(m, DenseMask) else jnp.where(m, u, -p.astype(u.dtype))
-      for u, p, m in zip(u_leaves, p_leaves, live, strict=True)
-    ]
+      stored = _on_schedule(sched, sparsity, state.count, previous, remask)
+    live, grown = _live(stored, previous, grow=crit.regrow and moving)  # grow
+    inner_grads = jax.tree.unflatten(plan.treedef, _zero_pruned(g_leaves, live))  # enforce
+    inner_updates, inner_state = inner.update(inner_grads, state.inner_state, params, **extras)
+    if grown is not None:  # reset
+      grown = jax.tree.unflatten(plan.treedef, grown)
+      inner_state = reset_entries(inner, inner_state, params, grown)
+    out = _enforce(plan.check_tree(inner_updates, "inner update"), p_leaves, live)
     new_state = MaskedState(
       count=optax.safe_increment(state.count),
       masks=jax.tree.unflatten(plan.treedef, stored),
@@ -306,15 +246,19 @@ def masked(
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _unpacked(masks: list[Any]) -> list[Any]:
-  """Mask leaves with packed masks unpacked to bool arrays (others as they are)."""
-  return [m.unpack() if isinstance(m, PackedMask) else m for m in masks]
+# Construction and init: checks of the arguments, the starting masks.
 
 
-def _clamp(sparsity: Any) -> jax.Array:
-  """The documented rule for a traced sparsity: clamped into [0, 1], NaN counts as 0."""
-  s = jnp.asarray(sparsity, jnp.float32)
-  return jnp.where(jnp.isnan(s), 0.0, jnp.clip(s, 0.0, 1.0))
+def _check_criterion(crit: criteria.Criterion, sparsity: Any, initial_masks: Any) -> None:
+  """Raises where ``crit`` cannot run inside `masked` as configured."""
+  if crit.prune_fn is not None:
+    raise ValueError(
+      f"Criterion {crit.name!r} is a one-shot solver that also rewrites the kept weights, so "
+      f"it cannot run inside an optimizer. Use jaxprune.prune(params, sparsity, "
+      f"criterion={crit.name!r}, ...) after training."
+    )
+  if crit.regrow and "masks" in crit.needs and initial_masks is None:  # drop and grow
+    raise ValueError(_dense_start_message(crit.name, sparsity))
 
 
 def _initial(plan: Plan, params: PyTree, initial_masks: Any) -> list[jax.Array]:
@@ -408,6 +352,38 @@ def _check_initial_sparsity(
     )
 
 
+def _mask_tree(plan: Plan, given: list[jax.Array], packed: bool) -> PyTree:
+  """The masks as `MaskedState` stores them: bool, `PackedMask` or `DenseMask` leaves."""
+  masks = []
+  for shape, on, m in zip(plan.shapes, plan.prunable, given, strict=True):
+    if not on:
+      masks.append(DenseMask(shape))
+    elif packed:
+      masks.append(PackedMask(pack(m), shape))
+    else:
+      masks.append(m)
+  return jax.tree.unflatten(plan.treedef, masks)
+
+
+# The steps of an update, in the order it runs them. Each works on the flat leaves of the
+# plan (one entry per params leaf, `DenseMask` where a leaf stays dense).
+
+
+def _check_update_call(masks_frozen: Any, params: PyTree | None) -> None:
+  """Raises for an ``update`` call that `masked` cannot serve."""
+  if not isinstance(masks_frozen, bool):
+    raise TypeError(
+      f"masks_frozen must be a Python bool (it selects what is compiled); got "
+      f"{type(masks_frozen).__name__}. Pass masks_frozen=True only on steps where the "
+      "schedule keeps the masks, e.g. tx.update(grads, state, params, masks_frozen=True)."
+    )
+  if params is None:
+    raise ValueError(
+      "jaxprune.masked needs the current params to zero pruned weights. Call "
+      "tx.update(grads, opt_state, params) instead of tx.update(grads, opt_state)."
+    )
+
+
 def _stored_masks(plan: Plan, masks: PyTree) -> list[Any]:
   """The state's mask leaves, checked against the params' structure and shapes."""
   if jax.tree.structure(masks, is_leaf=_is_mask_node) != plan.treedef:
@@ -428,6 +404,70 @@ def _stored_masks(plan: Plan, masks: PyTree) -> list[Any]:
   return stored
 
 
+def _on_schedule(
+  sched: schedules.Schedule,
+  target: Any,
+  count: jax.Array,
+  previous: list[Any],
+  remask: Callable[[list[Any], jax.Array], list[Any]],
+) -> list[Any]:
+  """Step 'schedule': ``remask(previous, sparsity)`` where the schedule updates the masks
+  at ``count``, else ``previous``; decided by `jax.lax.cond`, so it never retraces."""
+  update_now, current = sched(count, target)
+  current = _clamp(current)
+  return jax.lax.cond(update_now, lambda m: remask(m, current), lambda m: list(m), previous)
+
+
+def _remask(
+  stored: list[Any],
+  current: jax.Array,
+  *,
+  crit: criteria.Criterion,
+  plan: Plan,
+  target: Any,
+  params: PyTree,
+  grads: PyTree,
+  p_leaves: list[jax.Array],
+  state: MaskedState,
+  extras: dict[str, Any],
+) -> list[Any]:
+  """One mask update at sparsity ``current``: criterion, nest, select, stored as before."""
+  # The criterion's key: the caller's ``key=`` extra, else derived from the state's base
+  # key and the step (so no random numbers are drawn on steps that keep the masks).
+  own = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.count)
+  masks = [None if isinstance(m, DenseMask) else m for m in _unpacked(stored)]
+  scores = _score(crit, plan, params, grads, masks, key=own, step=state.count, extras=extras)
+  if not crit.regrow:
+    scores = _nest(plan, scores, masks)
+  fresh = plan.select(p_leaves, scores, current, _clamp(target), crit)
+  if not crit.regrow:  # masks only shrink, also where ``current`` is below their sparsity
+    fresh = _within(fresh, masks)
+  return _restored(stored, fresh)
+
+
+def _score(
+  crit: criteria.Criterion,
+  plan: Plan,
+  params: PyTree,
+  grads: PyTree,
+  masks: list[jax.Array | None],
+  *,
+  key: jax.Array,
+  step: jax.Array,
+  extras: dict[str, Any],
+) -> PyTree:
+  """Step 'criterion': the scores of ``params``, given the caller's extras and those
+  `masked` supplies (``key`` unless the caller passed one, the current ``masks`` with
+  None for dense leaves, the ``step``)."""
+  crit_extras = {
+    **extras,
+    "key": extras.get("key", key),
+    "masks": jax.tree.unflatten(plan.treedef, masks),
+    "step": step,
+  }
+  return crit.fn(params, grads=grads, **crit_extras)
+
+
 def _nest(plan: Plan, scores: PyTree, masks: list[jax.Array | None]) -> PyTree:
   """Scores with every currently pruned entry ranked below every kept one (NaN; real NaN
   scores become −inf), so a mask update never revives a pruned entry."""
@@ -441,6 +481,70 @@ def _nest(plan: Plan, scores: PyTree, masks: list[jax.Array | None]) -> PyTree:
     s = jnp.where(jnp.isnan(s), -jnp.inf, s)
     out.append(jnp.where(m.reshape(s.shape), s, jnp.nan))
   return jax.tree.unflatten(plan.treedef, out)
+
+
+def _within(fresh: list[Any], masks: list[jax.Array | None]) -> list[Any]:
+  """Step 'nest', after selection: the new masks restricted to the entries kept so far."""
+  return [new if new is None or m is None else new & m for new, m in zip(fresh, masks, strict=True)]
+
+
+def _restored(stored: list[Any], fresh: list[Any]) -> list[Any]:
+  """The new masks stored like the old ones (packed where they were); dense leaves and
+  leaves the plan did not select (None) keep their stored mask."""
+  out = []
+  for prev, new in zip(stored, fresh, strict=True):
+    if new is None or isinstance(prev, DenseMask):
+      out.append(prev)
+    elif isinstance(prev, PackedMask):
+      out.append(PackedMask(pack(new), prev.shape))
+    else:
+      out.append(new)
+  return out
+
+
+def _live(stored: list[Any], previous: list[Any], grow: bool) -> tuple[list[Any], list | None]:
+  """Step 'grow': the masks this step trains with, and the entries revived at this update.
+
+  Entries a drop-and-grow update revives (``grow``) stay at 0 for this step, like pruned
+  ones, and their optimizer state restarts (`reset_entries`); ``grown`` is None otherwise.
+  """
+  bools = _unpacked(stored)
+  if not grow:
+    return bools, None
+  grown = [
+    None if isinstance(m, DenseMask) else new & ~prev
+    for m, new, prev in zip(stored, bools, _unpacked(previous), strict=True)
+  ]
+  live = [m if g is None else m & ~g for m, g in zip(bools, grown, strict=True)]
+  return live, grown
+
+
+def _zero_pruned(g_leaves: list[jax.Array], live: list[Any]) -> list[jax.Array]:
+  """Step 'enforce', before the inner update: the gradient with pruned entries zeroed."""
+  return [
+    g if isinstance(m, DenseMask) else jnp.where(m, g, jnp.zeros_like(g))
+    for g, m in zip(g_leaves, live, strict=True)
+  ]
+
+
+def _enforce(u_leaves: list[jax.Array], p_leaves: list[jax.Array], live: list[Any]) -> list:
+  """Step 'enforce': kept entries take the inner update, pruned ones ``-param``, so that
+  `optax.apply_updates` leaves them at exactly 0.0."""
+  return [
+    u if isinstance(m, DenseMask) else jnp.where(m, u, -p.astype(u.dtype))
+    for u, p, m in zip(u_leaves, p_leaves, live, strict=True)
+  ]
+
+
+def _unpacked(masks: list[Any]) -> list[Any]:
+  """Mask leaves with packed masks unpacked to bool arrays (others as they are)."""
+  return [m.unpack() if isinstance(m, PackedMask) else m for m in masks]
+
+
+def _clamp(sparsity: Any) -> jax.Array:
+  """The documented rule for a traced sparsity: clamped into [0, 1], NaN counts as 0."""
+  s = jnp.asarray(sparsity, jnp.float32)
+  return jnp.where(jnp.isnan(s), 0.0, jnp.clip(s, 0.0, 1.0))
 
 
 def _find_states(opt_state: Any) -> list[MaskedState]:

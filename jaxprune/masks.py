@@ -442,15 +442,20 @@ def num_to_keep_many(ns: Sequence[int], sparsities: Sequence[Any]) -> jax.Array:
 def make_mask(scores: jax.Array, sparsity: jax.Array | float, structure: Any = None) -> jax.Array:
   """Mask for one leaf: exact count at ``sparsity`` under ``structure`` (default unstructured).
 
+  Args:
+    scores: the leaf's scores (higher = keep).
+    sparsity: fraction of entries removed (may be traced).
+    structure: a `jaxprune.structures` object (anything with ``make(scores, sparsity)``);
+      None keeps any ``n - round(sparsity * n)`` entries, as ``structures.unstructured()``.
+
   Example:
     >>> import jax.numpy as jnp
     >>> m = make_mask(jnp.arange(10.0), 0.3)
     >>> int(m.sum()), bool(m[0])
     (7, False)
   """
-  from jaxprune import structures  # local import: structures build on this module
-
-  structure = structures.unstructured() if structure is None else structure
+  if structure is None:
+    return topk_mask(scores, num_to_keep(scores.size, sparsity))
   return structure.make(scores, sparsity)
 
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxprune._tree import is_float_array, leaves_with_paths
+from jaxprune.groups.structure import Groups
 
 PyTree = Any
 Filter = str | Callable[[str, Any], bool] | None
@@ -178,8 +179,6 @@ def group_lasso(
     JRSS-B 2006. Wen et al. Learning Structured Sparsity in Deep Neural Networks.
     NeurIPS 2016.
   """
-  from jaxprune.groups.structure import Groups
-
   if isinstance(group, Groups):
     if filter is not None:
       raise ValueError(

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxprune import criteria, structures
-from jaxprune._checks import check_sparsity, resolve_sparsity
-from jaxprune._tree import leaves_with_paths, unwrap_variables
+from jaxprune._checks import check_mask_tree, check_sparsity, resolve_sparsity
+from jaxprune._tree import unwrap_variables
 from jaxprune.selection import Plan
 
 PyTree = Any
@@ -93,28 +93,3 @@ def apply_masks(params: PyTree, masks: PyTree) -> PyTree:
     for p, m in zip(jax.tree.leaves(params), m_leaves, strict=True)
   ]
   return jax.tree.unflatten(treedef, out)
-
-
-def check_mask_tree(params: PyTree, masks: PyTree, caller: str) -> None:
-  """Raises `MaskMismatchError` unless ``masks`` has the structure and shapes of ``params``.
-
-  NNX ``Variable`` nodes (``Param`` in params, ``OptVariable`` in an `nnx.Optimizer`'s
-  state) are compared by their values, so masks from either fit either.
-  """
-  from jaxprune.errors import MaskMismatchError
-
-  p_tree, m_tree = unwrap_variables(params), unwrap_variables(masks)
-  if jax.tree.structure(p_tree) != jax.tree.structure(m_tree):
-    raise MaskMismatchError(
-      f"{caller}: the mask tree does not match the params tree.\n"
-      f"  params: {jax.tree.structure(p_tree)}\n  masks:  {jax.tree.structure(m_tree)}\n"
-      "Pass the masks made for these params: jaxprune.masks_of(opt_state) for the state "
-      "of the optimizer that trains them, or the masks of jaxprune.prune(params, ...)."
-    )
-  for (path, p), m in zip(leaves_with_paths(p_tree), jax.tree.leaves(m_tree), strict=True):
-    if jnp.shape(p) != jnp.shape(m):
-      raise MaskMismatchError(
-        f"{caller}: the mask of {path!r} has shape {jnp.shape(m)}, but the leaf has shape "
-        f"{jnp.shape(p)}; a mask must have its leaf's shape (no broadcasting). Pass the "
-        "masks made for these params, e.g. jaxprune.masks_of(opt_state)."
-      )

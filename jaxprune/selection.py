@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jaxprune import distributions, structures
 from jaxprune._tree import leaves_with_paths
 from jaxprune.criteria.registry import Criterion
+from jaxprune.errors import MaskMismatchError
 from jaxprune.groups.structure import BoundGroups, Groups
 from jaxprune.masks import num_to_keep, num_to_keep_many, topk_mask
 from jaxprune.segments import topk_masks
@@ -81,8 +82,6 @@ class Plan:
 
   def check_tree(self, tree: PyTree, what: str = "params") -> list[Any]:
     """Flattens ``tree`` against the plan, raising if its structure or shapes differ."""
-    from jaxprune.errors import MaskMismatchError
-
     if jax.tree.structure(tree) != self.treedef:
       raise MaskMismatchError(
         f"The {what} tree does not match the structure the masks were made for.\n"

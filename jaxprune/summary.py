@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxprune._checks import check_mask_tree
 from jaxprune._tree import is_float_array, leaves_with_paths, unwrap_variables
 
 PyTree = Any
@@ -121,8 +122,6 @@ def sparsity_summary(tree: PyTree, masks: PyTree | None = None) -> SparsitySumma
   """
   tree = unwrap_variables(tree)
   if masks is not None:
-    from jaxprune.prune import check_mask_tree
-
     check_mask_tree(tree, masks, "sparsity_summary")
     mask_leaves = [np.asarray(m, bool) for m in jax.tree.leaves(unwrap_variables(masks))]
   rows = []

@@ -229,3 +229,13 @@ def test_structure_validation_errors(structure, shape, match):
 def test_unknown_structure_lists_valid():
   with pytest.raises(ValueError, match="n_of_m"):
     structures.get("diagonal")
+
+
+@pytest.mark.parametrize("shape, sparsity", [((10,), 0.3), ((4, 6), 0.5), ((3, 8), 0.9)])
+def test_make_mask_defaults_to_unstructured_and_uses_the_given_structure(shape, sparsity):
+  scores = jax.random.normal(jax.random.key(0), shape)
+  default = masks.make_mask(scores, sparsity)
+  np.testing.assert_array_equal(default, structures.unstructured().make(scores, sparsity))
+  per_row = masks.make_mask(scores, sparsity, structures.unstructured(within=0))
+  np.testing.assert_array_equal(per_row, structures.unstructured(within=0).make(scores, sparsity))
+  assert int(default.sum()) == _kept(scores.size, sparsity, traced=False)

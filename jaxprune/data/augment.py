@@ -26,6 +26,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 
 from jaxprune.data.specs import DatasetSpec
 
@@ -134,8 +135,6 @@ class Preprocess:
     return np.subtract(out, self.shift, out=out)
 
   def _imagenet(self, image: np.ndarray, draws: Draws, i: int) -> np.ndarray:
-    from PIL import Image
-
     image = np.asarray(image)
     height, width = image.shape[:2]
     size_h, size_w, _ = self.spec.image_shape

@@ -17,13 +17,16 @@ import os
 import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tensorflow_datasets as tfds
-from tensorflow_datasets.image_classification import mnist as tfds_mnist
+from PIL import Image
 
 from jaxprune.data.idx import read_idx
 from jaxprune.data.specs import SPECS, DatasetSpec
+
+if TYPE_CHECKING:
+  import tensorflow_datasets as tfds
 
 
 def find_idx_files(
@@ -76,8 +79,6 @@ def has_idx_files(spec: DatasetSpec, source_dir: str | os.PathLike) -> bool:
 
 
 def _png(image: np.ndarray) -> bytes:
-  from PIL import Image
-
   buffer = io.BytesIO()
   Image.fromarray(image[..., 0]).save(buffer, format="png")
   return buffer.getvalue()
@@ -129,6 +130,9 @@ def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
   official one, which reads what this one writes); its ``name`` is the official name,
   so it writes ``<data_dir>/<name>/<version>``.
   """
+  # Heavy, and only preparing a dataset needs it: importing jaxprune.data does not load TFDS.
+  from tensorflow_datasets.image_classification import mnist as tfds_mnist
+
   official = {"mnist": tfds_mnist.MNIST, "fashion_mnist": tfds_mnist.FashionMNIST}[name]
   namespace = {"name": name, "spec": SPECS[name]}
   return types.new_class(

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from jaxprune.data.augment import Preprocess
 from jaxprune.data.specs import DatasetSpec
 
 
@@ -114,8 +115,6 @@ class Dataset:
   """
 
   def __init__(self, spec: DatasetSpec, split: str, reader: Reader, augment: str = ""):
-    from jaxprune.data.augment import Preprocess
-
     self.spec = spec
     self.split = split
     self._reader = reader
@@ -145,10 +144,8 @@ class Dataset:
   def __len__(self) -> int:
     return self.num_examples
 
-  def preprocess(self, train: bool) -> Any:
+  def preprocess(self, train: bool) -> Preprocess:
     """The `jaxprune.data.augment.Preprocess` of this dataset for training or evaluation."""
-    from jaxprune.data.augment import Preprocess
-
     return Preprocess(self.spec, self.augment, train=train)
 
   def raw(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ def digits_arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
     >>> images.shape, labels.shape
     ((360, 8, 8, 1), (360,))
   """
-  from sklearn.datasets import load_digits
+  from sklearn.datasets import load_digits  # scikit-learn takes a second to import: lazily
 
   spec = SPECS["digits"]
   check_split(spec, split)

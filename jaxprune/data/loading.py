@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxprune.data.cache import cached_arrays
 from jaxprune.data.dataset import ArrayReader, Dataset, Reader, SourceReader
 from jaxprune.data.digits import digits_arrays
+from jaxprune.data.preparation import dataset_dir, default_data_dir, ensure_prepared
 from jaxprune.data.specs import DatasetSpec, check_split, get_spec
 
 # Splits whose raw uint8 images fit in this many bytes are read into memory once.
@@ -89,10 +91,7 @@ def load(
   if name == "digits":
     return Dataset(spec, split, ArrayReader(*digits_arrays(split)), augment)
 
-  import tensorflow_datasets as tfds
-
-  from jaxprune.data.cache import cached_arrays
-  from jaxprune.data.preparation import dataset_dir, default_data_dir, ensure_prepared
+  import tensorflow_datasets as tfds  # heavy; the bundled digits do not need it
 
   data_dir = os.fspath(data_dir if data_dir is not None else default_data_dir())
   ensure_prepared(name, data_dir)

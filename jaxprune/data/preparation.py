@@ -8,22 +8,27 @@ network unless ``download=True`` is passed.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from jaxprune.data.specs import DatasetSpec, get_spec
-
-DATA_DIR_ENV = "JAXPRUNE_DATA_DIR"
+from jaxprune.data.builders import builder_class, find_idx_files, has_idx_files, make_builder
+from jaxprune.data.locations import DATA_DIR_ENV as DATA_DIR_ENV  # re-exported
+from jaxprune.data.locations import default_data_dir as default_data_dir  # re-exported
+from jaxprune.data.locations import (
+  is_complete,
+  newest_complete,
+  read_info,
+  resolve_data_dir,
+  versions,
+)
+from jaxprune.data.specs import SPECS, DatasetSpec, get_spec
 
 # Where the MNIST IDX files sit relative to the project checkout.
 _SHARED_MNIST = Path("..") / "shared" / "data" / "mnist"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
-# How TFDS names shard files unless dataset_info.json says otherwise.
-_DEFAULT_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
 
 
 class DatasetNotPreparedError(FileNotFoundError):
@@ -33,21 +38,6 @@ class DatasetNotPreparedError(FileNotFoundError):
 
     python -m jaxprune.data prepare mnist --from ../shared/data/mnist --data-dir ~/tfds
   """
-
-
-def default_data_dir() -> Path:
-  """Returns the TFDS data directory: ``$JAXPRUNE_DATA_DIR`` if set, else ``~/tensorflow_datasets``.
-
-  Example:
-    default_data_dir()  # with JAXPRUNE_DATA_DIR=/data/tfds
-    PosixPath('/data/tfds')
-  """
-  value = os.environ.get(DATA_DIR_ENV)
-  return Path(value).expanduser() if value else Path.home() / "tensorflow_datasets"
-
-
-def _resolve(data_dir: str | os.PathLike | None) -> Path:
-  return Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
 
 
 def dataset_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
@@ -63,19 +53,17 @@ def dataset_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
       f"{name!r} needs no preparation: jaxprune.data.load({name!r}, 'train') reads it directly."
     )
   if spec.from_idx:
-    from jaxprune.data.builders import builder_class
-
-    return _resolve(data_dir) / spec.name / str(builder_class(spec.name).VERSION)
+    return resolve_data_dir(data_dir) / spec.name / str(builder_class(spec.name).VERSION)
   found = find_prepared(name, data_dir)
   if found is not None:
     return found
-  import tensorflow_datasets as tfds
+  import tensorflow_datasets as tfds  # heavy; only a dataset unknown to jaxprune needs it
 
   try:
     version = str(tfds.builder_cls(name.split("/")[0]).VERSION)
   except Exception:  # an unregistered name: no version to guess
     version = "VERSION"
-  return _resolve(data_dir) / name / version
+  return resolve_data_dir(data_dir) / name / version
 
 
 def _tfds_spec(name: str) -> DatasetSpec:
@@ -88,52 +76,6 @@ def _tfds_spec(name: str) -> DatasetSpec:
   return spec
 
 
-def _info(folder: Path) -> dict | None:
-  try:
-    return json.loads((folder / "dataset_info.json").read_text())
-  except (OSError, ValueError):
-    return None
-
-
-def _complete(name: str, folder: Path, required: set[str]) -> bool:
-  """Whether ``folder`` holds an array_record dataset with ``required`` splits, all shards."""
-  info = _info(folder)
-  if info is None or info.get("fileFormat") != "array_record":
-    return False
-  splits = {s.get("name"): s for s in info.get("splits", [])}
-  if not required <= set(splits):
-    return False
-  for split, entry in splits.items():
-    template = entry.get("filepathTemplate", _DEFAULT_TEMPLATE)
-    num_shards = len(entry.get("shardLengths", []))
-    for shard in range(num_shards):
-      filename = (
-        template.replace("{DATASET}", name.split("/")[0])
-        .replace("{SPLIT}", split)
-        .replace("{FILEFORMAT}", "array_record")
-        .replace("{SHARD_X_OF_Y}", f"{shard:05d}-of-{num_shards:05d}")
-      )
-      if not (folder / filename).is_file():
-        return False
-  return True
-
-
-def _versions(name: str, data_dir: str | os.PathLike | None) -> list[Any]:
-  """Version folders of ``name`` in ``data_dir`` (local or a bucket), newest first."""
-  from etils import epath
-
-  root = epath.Path(os.fspath(_resolve(data_dir))) / name
-  try:
-    found = [p for p in root.iterdir() if p.name[:1].isdigit()]
-  except OSError:
-    return []
-
-  def key(p: Any) -> tuple[int, ...]:
-    return tuple(int(x) if x.isdigit() else -1 for x in p.name.split("."))
-
-  return sorted(found, key=key, reverse=True)
-
-
 def find_prepared(name: str, data_dir: str | os.PathLike | None = None) -> Any | None:
   """The newest folder ``<data_dir>/<name>/<version>`` that holds a complete prepared dataset.
 
@@ -144,16 +86,10 @@ def find_prepared(name: str, data_dir: str | os.PathLike | None = None) -> Any |
     >>> find_prepared("cifar10", "/nonexistent") is None
     True
   """
-  from jaxprune.data.specs import SPECS
-
   known = SPECS.get(name)
   if known is not None and not known.needs_preparation:
     return None
-  required = set(known.splits) if known is not None else set()
-  for folder in _versions(name, data_dir):
-    if _complete(name, folder, required):
-      return folder
-  return None
+  return newest_complete(name, data_dir, set(known.splits) if known is not None else set())
 
 
 def is_prepared(name: str, data_dir: str | os.PathLike | None = None) -> bool:
@@ -171,12 +107,10 @@ def is_prepared(name: str, data_dir: str | os.PathLike | None = None) -> bool:
     >>> is_prepared("mnist", "/nonexistent")
     False
   """
-  from jaxprune.data.specs import SPECS
-
   if name in SPECS and not SPECS[name].needs_preparation:
     return True
   if name in SPECS and SPECS[name].from_idx:
-    return _complete(name, dataset_dir(name, data_dir), set(SPECS[name].splits))
+    return is_complete(name, dataset_dir(name, data_dir), set(SPECS[name].splits))
   return find_prepared(name, data_dir) is not None
 
 
@@ -190,7 +124,7 @@ def manual_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     >>> manual_dir("mnist", "/data/tfds")
     PosixPath('/data/tfds/downloads/manual/mnist')
   """
-  return _resolve(data_dir) / "downloads" / "manual" / name
+  return resolve_data_dir(data_dir) / "downloads" / "manual" / name
 
 
 def source_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -205,8 +139,6 @@ def source_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list[Pa
     >>> source_dirs("cifar10", "/data/tfds")
     []
   """
-  from jaxprune.data.specs import SPECS
-
   if name not in SPECS or not SPECS[name].from_idx:
     return []
   found = [manual_dir(name, data_dir)]
@@ -220,8 +152,6 @@ def find_source_dir(name: str, data_dir: str | os.PathLike | None = None) -> Pat
 
   The result does not depend on the working directory.
   """
-  from jaxprune.data.builders import has_idx_files
-
   for candidate in source_dirs(name, data_dir):
     if has_idx_files(get_spec(name), candidate):
       return candidate
@@ -230,7 +160,8 @@ def find_source_dir(name: str, data_dir: str | os.PathLike | None = None) -> Pat
 
 def prepare_command(name: str, data_dir: str | os.PathLike | None, source: str = "DIR") -> str:
   """The shell command that prepares ``name`` in ``data_dir`` from IDX files in ``source``."""
-  return f"python -m jaxprune.data prepare {name} --from {source} --data-dir {_resolve(data_dir)}"
+  data_dir = resolve_data_dir(data_dir)
+  return f"python -m jaxprune.data prepare {name} --from {source} --data-dir {data_dir}"
 
 
 def prepare(
@@ -267,8 +198,6 @@ def prepare(
     prepare("mnist", "../shared/data/mnist", "/tmp/tfds")
     PosixPath('/tmp/tfds/mnist/3.0.1')
   """
-  from jaxprune.data.builders import find_idx_files, make_builder
-
   spec = _tfds_spec(name)
   folder = dataset_dir(name, data_dir)
   if source_dir is None and not download:
@@ -288,10 +217,10 @@ def prepare(
         f"`{prepare_command(name, data_dir)} --overwrite`."
       )
     shutil.rmtree(folder)
-  _resolve(data_dir).mkdir(parents=True, exist_ok=True)
-  builder = make_builder(spec, _resolve(data_dir), source_dir)
+  resolve_data_dir(data_dir).mkdir(parents=True, exist_ok=True)
+  builder = make_builder(spec, resolve_data_dir(data_dir), source_dir)
   with tempfile.TemporaryDirectory(prefix="jaxprune-downloads-") as downloads:
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # heavy; only preparing a dataset needs it
 
     config = tfds.download.DownloadConfig(try_download_gcs=False)
     builder.download_and_prepare(download_dir=downloads, download_config=config)
@@ -337,7 +266,7 @@ def ensure_prepared(
     return
   looked = f" (looked in {', '.join(os.fspath(p) for p in source_dirs(name, data_dir))})"
   raise DatasetNotPreparedError(
-    f"Dataset {name!r} is not prepared in {os.fspath(_resolve(data_dir))!r} and no IDX "
+    f"Dataset {name!r} is not prepared in {os.fspath(resolve_data_dir(data_dir))!r} and no IDX "
     f"files were found{looked}. Prepare it from the four IDX "
     f"files once:\n\n  {prepare_command(name, data_dir)}\n\nor, in Python, "
     f"jaxprune.data.ensure_prepared({name!r}, data_dir, source_dir='DIR'); to download "
@@ -347,20 +276,21 @@ def ensure_prepared(
 
 def build_command(name: str, data_dir: str | os.PathLike | None) -> str:
   """The shell command that prepares a TFDS dataset in the array_record format."""
-  return f"tfds build {name} --file_format=array_record --data_dir={_resolve(data_dir)}"
+  return f"tfds build {name} --file_format=array_record --data_dir={resolve_data_dir(data_dir)}"
 
 
 def _ensure_tfds(name: str, data_dir: str | os.PathLike | None, *, download: bool) -> None:
   """Prepares a TFDS dataset with its own builder if ``download``, else fails at once."""
-  import tensorflow_datasets as tfds
+  import tensorflow_datasets as tfds  # heavy; only preparing a dataset needs it
 
   if download:
-    builder = tfds.builder(name, data_dir=os.fspath(_resolve(data_dir)), file_format="array_record")
+    where = os.fspath(resolve_data_dir(data_dir))
+    builder = tfds.builder(name, data_dir=where, file_format="array_record")
     builder.download_and_prepare()
     return
   other = [
-    f"{v.name} ({(_info(v) or {}).get('fileFormat', 'no dataset_info.json')})"
-    for v in _versions(name, data_dir)
+    f"{v.name} ({(read_info(v) or {}).get('fileFormat', 'no dataset_info.json')})"
+    for v in versions(name, data_dir)
   ]
   found = (
     f" Found version(s) {other}, which jaxprune cannot read: it needs the array_record "
@@ -375,8 +305,8 @@ def _ensure_tfds(name: str, data_dir: str | os.PathLike | None, *, download: boo
     else ""
   )
   raise DatasetNotPreparedError(
-    f"Dataset {name!r} is not prepared in {os.fspath(_resolve(data_dir))!r}.{found} Prepare "
-    f"it once where the network is reachable:\n\n  {build_command(name, data_dir)}\n\n"
+    f"Dataset {name!r} is not prepared in {os.fspath(resolve_data_dir(data_dir))!r}.{found} "
+    f"Prepare it once where the network is reachable:\n\n  {build_command(name, data_dir)}\n\n"
     f"{manual}or point the run at a data directory that has it, e.g. a bucket: "
     "--config.data.data_dir=gs://BUCKET/tensorflow_datasets. To let the run download and "
     "prepare it itself, pass --config.data.download=True."

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from jaxprune.data.locations import newest_complete
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
@@ -186,9 +188,7 @@ def get_spec(name: str, data_dir: str | os.PathLike | None = None) -> DatasetSpe
   """
   if name in SPECS:
     return SPECS[name]
-  from jaxprune.data.preparation import find_prepared
-
-  folder = find_prepared(name, data_dir)
+  folder = newest_complete(name, data_dir)
   if folder is None:
     example = closest_name(name) or "mnist"
     raise ValueError(
@@ -235,7 +235,7 @@ def spec_from_tfds(name: str, folder: str | os.PathLike) -> DatasetSpec:
   Raises:
     ValueError: if the dataset has no ``"image"`` and ``"label"`` features.
   """
-  import tensorflow_datasets as tfds
+  import tensorflow_datasets as tfds  # heavy; only a dataset unknown to jaxprune needs it
 
   info = tfds.builder_from_directory(os.fspath(folder)).info
   features = info.features

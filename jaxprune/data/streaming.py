@@ -39,7 +39,9 @@ import sys
 from typing import Any
 
 import grain
+import jax
 import numpy as np
+from absl import flags
 
 from jaxprune.data.batching import EpochOrder
 from jaxprune.data.dataset import Dataset
@@ -51,8 +53,6 @@ GROUP_BYTES = 2**21  # uint8 image bytes per grain element (a group of consecuti
 
 def _parse_absl_flags() -> None:
   """grain's workers read absl flags; mark them parsed when the program did not parse them."""
-  from absl import flags
-
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()
 
@@ -221,8 +221,6 @@ class StreamedBatches:
         f"{group_bytes}; e.g. group_bytes=2**21."
       )
     if process_index is None or process_count is None:
-      import jax
-
       process_index, process_count = jax.process_index(), jax.process_count()
     self.batches = HostBatches(
       dataset,

@@ -60,7 +60,9 @@ from jaxprune import schedules
 from jaxprune.criteria.registry import Criterion, register
 from jaxprune.distributions import Global
 from jaxprune.distributions import get as get_distribution
+from jaxprune.dynamic.static import random_masks
 from jaxprune.dynamic.units import UnitView, check_structure, unit_view
+from jaxprune.masked import masked
 from jaxprune.segments import topk_masks
 
 PyTree = Any
@@ -552,9 +554,6 @@ def _drop_and_grow(
   packed: bool,
   seed: int,
 ) -> optax.GradientTransformationExtraArgs:
-  from jaxprune.dynamic.static import random_masks
-  from jaxprune.masked import masked  # deferred: masked imports this package
-
   _check_update_steps("set_" if criterion.name == "set" else "rigl", begin, end)
   mask_key = jax.random.fold_in(jax.random.key(seed), 1)
   return masked(

@@ -12,6 +12,9 @@ from typing import Any
 import jax
 import optax
 
+from jaxprune.masked import masked
+from jaxprune.prune import prune
+
 PyTree = Any
 
 
@@ -48,8 +51,6 @@ def random_masks(
     >>> int(masks["a"].sum()), int(masks["b"].sum())  # ERK: the small layer is denser
     (710, 390)
   """
-  from jaxprune.prune import prune  # deferred: prune imports masked, which imports this package
-
   _, masks = prune(
     params, sparsity, criterion="random", distribution=distribution, structure=structure, key=key
   )
@@ -87,6 +88,4 @@ def static(
     >>> optax.apply_updates(params, updates)["w"][0].tolist()
     [0.8999999761581421, 0.0, 0.0, 0.0]
   """
-  from jaxprune.masked import masked  # deferred: masked imports this package
-
   return masked(inner, None, initial_masks=masks, packed=packed)

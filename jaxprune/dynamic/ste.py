@@ -32,6 +32,7 @@ import optax
 
 from jaxprune import criteria, schedules, structures
 from jaxprune._checks import check_sparsity, resolve_sparsity
+from jaxprune.masked import DenseMask, MaskedState
 from jaxprune.selection import plan_cache
 
 PyTree = Any
@@ -105,8 +106,6 @@ def ste(
     >>> jaxprune.dynamic.dense_params(params, state)["w"][:, 0].tolist()
     [1.0, -4.0, 3.0, -0.5]
   """
-  from jaxprune.masked import DenseMask, MaskedState  # deferred: cycle
-
   check_sparsity(sparsity, "jaxprune.dynamic.ste(optax.adam(1e-3), 0.5)")
   decay = float(decay)
   if decay < 0:
@@ -207,8 +206,6 @@ def ste(
 
 
 def _find_ste_state(opt_state: Any):
-  from jaxprune.masked import MaskedState
-
   found = []
 
   def visit(x):
@@ -236,8 +233,6 @@ def dense_params(params: PyTree, opt_state: Any) -> PyTree:
     >>> jaxprune.dynamic.dense_params(params, state)["w"].tolist()
     [[1.0, 1.0], [1.0, 1.0]]
   """
-  from jaxprune.masked import DenseMask
-
   found = _find_ste_state(opt_state)
   treedef = jax.tree.structure(params)
   masks = treedef.flatten_up_to(found.masks)

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import sparse
 
+from jaxprune._checks import check_mask_tree
 from jaxprune._tree import is_float_array
-from jaxprune.prune import check_mask_tree
 
 PyTree = Any
 

@@ -289,7 +289,7 @@ def save_checkpoint(directory: str | os.PathLike, tree: PyTree) -> int:
     >>> 200 * 1024 < save_checkpoint(tempfile.mkdtemp() + "/small", {"w": w}) < 300 * 1024
     True
   """
-  import orbax.checkpoint as ocp
+  import orbax.checkpoint as ocp  # heavy (half a second); only this function writes one
 
   path = os.path.abspath(os.fspath(directory))
   with ocp.StandardCheckpointer() as ckpt:

@@ -15,6 +15,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 
 import jaxprune
 from jaxprune.bayes import _paths
@@ -113,8 +114,6 @@ def to_host(tree: PyTree) -> PyTree:
   """Numpy copies of every array, also of arrays sharded over several hosts."""
   if jax.process_count() == 1:
     return jax.device_get(tree)
-  from jax.experimental import multihost_utils
-
   return multihost_utils.process_allgather(tree, tiled=True)
 
 

@@ -23,6 +23,7 @@ import jaxprune
 from jaxprune import criteria
 from jaxprune.train import checkpoint, export, input_pipeline, models, optim
 from jaxprune.train import penalty as penalty_lib
+from jaxprune.train.config import load_config
 from jaxprune.train.state import TrainState, create_train_state
 
 
@@ -135,8 +136,6 @@ def fallback_settings(
     >>> new.data.name, new.train.num_epochs, changed["pruning.schedule.end"]
     ('digits', 5.0, 20.0)
   """
-  from jaxprune.train.config import load_config
-
   new = config.copy_and_resolve_references()
   changed: dict[str, object] = {}
   with new.unlocked():

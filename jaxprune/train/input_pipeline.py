@@ -30,10 +30,13 @@ import numpy as np
 import jaxprune.data as jdata
 from jaxprune.data.preparation import (
   build_command,
+  find_prepared,
   find_source_dir,
   prepare_command,
   source_dirs,
 )
+from jaxprune.data.specs import SPECS, closest_name, did_you_mean
+from jaxprune.train.sharding import HostLocalBatches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,14 +62,12 @@ class Splits:
 
 
 def _needs_files(name: str) -> bool:
-  from jaxprune.data.specs import SPECS
-
   return name not in SPECS or SPECS[name].needs_preparation
 
 
 def _tfds_knows(name: str) -> bool:
   """Whether TFDS has a builder for ``name`` (``"name"`` or ``"name/config"``)."""
-  import tensorflow_datasets as tfds
+  import tensorflow_datasets as tfds  # heavy; only a dataset unknown to jaxprune needs it
 
   try:
     tfds.builder_cls(name.split("/")[0])
@@ -96,9 +97,6 @@ def check_name(data: ml_collections.ConfigDict) -> None:
     ...
     ValueError: config.data.name='mnsit' is not a dataset ... Did you mean 'mnist'? ...
   """
-  from jaxprune.data.preparation import find_prepared
-  from jaxprune.data.specs import SPECS, closest_name, did_you_mean
-
   name, data_dir = data.name, data.data_dir or None
   if name in SPECS or find_prepared(name, data_dir) is not None:
     return
@@ -128,8 +126,6 @@ def resolve(data: ml_collections.ConfigDict) -> tuple[str, str | None]:
     jaxprune.data.DatasetNotPreparedError: if the dataset is unavailable and there is no
       fallback; the message shows the command that prepares it.
   """
-  from jaxprune.data.specs import SPECS
-
   name = data.name
   check_name(data)
   if not _needs_files(name):
@@ -330,8 +326,6 @@ class TrainFeed:
     position: dict[str, int] | None = None,
     num_workers: int = 0,
   ):
-    from jaxprune.train.sharding import HostLocalBatches
-
     self.spec = dataset.spec
     augmented = dataset.preprocess(train=True).random
     self.on_device = bool(on_device and dataset.in_memory and not augmented)

@@ -47,8 +47,10 @@ import numpy as np
 import jaxprune
 from jaxprune._tree import leaves_with_paths
 from jaxprune.train import experiment, export, optim
+from jaxprune.train.config import load_config
 from jaxprune.train.loop import train_and_evaluate, write_json
 from jaxprune.train.metrics_log import read_metrics
+from jaxprune.train.report import save_figure
 from jaxprune.train.state import create_train_state
 
 PyTree = Any
@@ -317,8 +319,6 @@ def check(config: ml_collections.ConfigDict) -> None:
         f"A lottery run sets config.{dotted} itself; got {value!r}, which it would "
         f"override: {why}. Leave --config.{dotted}={expected!r} (as configs/lottery.py has it)."
       )
-  from jaxprune.train.config import load_config
-
   default = load_config("default")
   for dotted, why in NOT_READ.items():
     changed = _differences(_field(config, dotted), _field(default, dotted), dotted)
@@ -581,9 +581,7 @@ def plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
   Returns:
     The path written.
   """
-  from matplotlib.figure import Figure
-
-  from jaxprune.train.report import save_figure
+  from matplotlib.figure import Figure  # heavy; only the plot needs it
 
   fig = Figure(figsize=(11, 4))
   ax_err, ax_stop = fig.subplots(1, 2)

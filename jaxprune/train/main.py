@@ -10,8 +10,12 @@ the same command with ``--multihost``; see `initialize_distributed`.
 
 import sys
 
-from absl import app, flags
+import jax
+from absl import app, flags, logging
 from ml_collections import config_flags
+
+from jaxprune.train import lottery
+from jaxprune.train.loop import train_and_evaluate
 
 
 def show_in_help(*names: str) -> None:
@@ -36,8 +40,6 @@ def initialize_distributed(
     num_processes: how many processes take part.
     process_id: this process's index, 0 to ``num_processes - 1``.
   """
-  import jax
-
   if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(
@@ -78,17 +80,11 @@ def main() -> None:
       raise app.UsageError(
         f"--{', --'.join(given)} only apply to a multi-process run; add --multihost."
       )
-    from absl import logging
-
-    from jaxprune.train.loop import train_and_evaluate
-
     if not flags.FLAGS["verbosity"].present:
       logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
     if multihost.value:
       initialize_distributed(coordinator.value, num_processes.value, process_id.value)
     if "lottery" in config.value:  # configs/lottery.py: rounds of pruning and rewinding
-      from jaxprune.train import lottery
-
       lottery.main(config.value, workdir.value)
     else:
       train_and_evaluate(config.value, workdir.value)

@@ -21,6 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from jaxprune.train.loop import train_and_evaluate
+from jaxprune.train.main import show_in_help
+from jaxprune.train.report import save_figure
 
 # The sparsities of the classic MNIST weight- versus unit-pruning comparison.
 DEFAULT_SPARSITIES = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
@@ -56,8 +62,6 @@ def run_name(structure: str, criterion: str, sparsity: float) -> str:
 
 
 def _run(config: ml_collections.ConfigDict, workdir: Path, verbose: bool) -> dict[str, Any]:
-  from jaxprune.train.loop import train_and_evaluate
-
   summary_path = workdir / "summary.json"
   if summary_path.exists():  # Written last, atomically: the run is complete.
     return json.loads(summary_path.read_text())
@@ -194,9 +198,7 @@ def _cell(row: dict[str, Any]) -> str:
 
 def plot_sweep(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
   """Test accuracy against target sparsity, one line per structure / criterion."""
-  from matplotlib.figure import Figure
-
-  from jaxprune.train.report import save_figure
+  from matplotlib.figure import Figure  # heavy; only the plot needs it
 
   fig = Figure(figsize=(6.5, 4.2))
   ax = fig.subplots()
@@ -220,11 +222,6 @@ def _floats(values: Sequence[str]) -> list[float]:
 
 def main() -> None:
   """Entry point of the ``jaxprune-sweep`` console script."""
-  from absl import app, flags, logging
-  from ml_collections import config_flags
-
-  from jaxprune.train.main import show_in_help
-
   config_flag = config_flags.DEFINE_config_file("config", None, "Base experiment config file.")
   workdir = flags.DEFINE_string("workdir", None, "Folder of the sweep (one subfolder per run).")
   sparsities = flags.DEFINE_list(

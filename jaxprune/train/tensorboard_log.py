@@ -25,6 +25,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tensorboardX import SummaryWriter
+from tensorboardX.proto import event_pb2
+from tensorboardX.record_writer import masked_crc32c
 
 from jaxprune.bayes.l0 import GATE
 from jaxprune.bayes.variational import LOG_SIGMA2, log_alphas
@@ -123,8 +126,6 @@ class TensorBoardLog:
   """
 
   def __init__(self, logdir: str | os.PathLike, resume_step: int | None = None):
-    from tensorboardX import SummaryWriter
-
     self.logdir = Path(logdir)
     self.logdir.mkdir(parents=True, exist_ok=True)
     purge = None if resume_step is None else resume_step + 1
@@ -202,9 +203,6 @@ def read_events(logdir: str | os.PathLike) -> list[dict[str, Any]]:
     [{'step': 3, 'tag': 'validation/accuracy', 'value': 0.25}]
   """
   import struct
-
-  from tensorboardX.proto import event_pb2
-  from tensorboardX.record_writer import masked_crc32c
 
   out: list[dict[str, Any]] = []
   for path in sorted(Path(logdir).glob("events.out.tfevents.*")):
