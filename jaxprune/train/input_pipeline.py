@@ -129,7 +129,11 @@ def resolve(data: ml_collections.ConfigDict) -> tuple[str, str | None]:
       fallback; the message shows the command that prepares it.
   """
   from jaxprune.data.specs import SPECS
+  from jaxprune.train import text_task
 
+  if text_task.is_text(data):  # text for language models: nothing to prepare or fall back to
+    text_task.check_settings(data)
+    return data.name, None
   name = data.name
   check_name(data)
   if not _needs_files(name):
@@ -183,6 +187,10 @@ def load_splits(data: ml_collections.ConfigDict, *, verbose: bool = True) -> Spl
     >>> splits.test.num_examples
     360
   """
+  from jaxprune.train import text_task
+
+  if text_task.is_text(data):  # `TextSplit`s of byte tokens, see `text_task`
+    return text_task.load_splits(data)
   name, notice = resolve(data)
   if notice and verbose:
     print(notice, file=sys.stderr, flush=True)
