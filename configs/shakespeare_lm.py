@@ -8,8 +8,10 @@ Validation and test are whole held-out plays; the summary and ``metrics.jsonl`` 
 loss in nats per byte (``*_loss``, ``*_nats_per_byte``), ``*_bits_per_byte`` and
 ``*_perplexity`` (see `jaxprune.train.text_task`).
 
-Sized to reach a meaningful loss in about a quarter of an hour on a 2-core CPU; the
-pruning benchmarks start from its final checkpoint. For masked training, set
+Sized to reach a meaningful loss within a quarter of an hour on a 2-core CPU: its 400
+steps cost about 1.5 CPU-seconds each, and it ends at about 1.75 nats (2.53 bits) per byte
+on the validation plays, perplexity 5.8. The pruning benchmarks start from its final
+checkpoint. For masked training, set
 ``--config.pruning.enabled=True`` with any pruning setting of configs/default.py (e.g.
 ``configs/rigl.py``'s), with the schedule in steps (``--config.pruning.schedule.unit=steps``;
 an epoch of this data is 1,123 steps of 32 windows of 128 bytes).

@@ -97,7 +97,7 @@ def _positive_int(data: ml_collections.ConfigDict, key: str) -> int:
   if isinstance(value, bool) or not isinstance(value, int) or value < 1:
     raise ValueError(
       f"config.data.{key}={value!r}: a text dataset ({data.name!r}) needs a positive int "
-      f"{key}, e.g. --config.data.{key}=256 (configs/shakespeare_lm.py sets it)."
+      f"{key}, e.g. --config.data.{key}=128 (configs/shakespeare_lm.py sets it)."
     )
   return value
 
