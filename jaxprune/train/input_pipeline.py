@@ -17,7 +17,6 @@ feeds only example indices (`Indices`) and gathers each batch inside the jitted 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from typing import Any
@@ -36,29 +35,9 @@ from jaxprune.data.preparation import (
   source_dirs,
 )
 from jaxprune.data.specs import SPECS, closest_name, did_you_mean
+from jaxprune.train import text_task
 from jaxprune.train.sharding import HostLocalBatches
-
-
-@dataclasses.dataclass(frozen=True)
-class Splits:
-  """The datasets of a run.
-
-  Attributes:
-    train: the training split (without the validation examples).
-    test: the test split, evaluated once at the end of a run.
-    validation: examples held out from the training split (``data.validation_fraction``)
-      and evaluated during training; None when the fraction is 0.
-    notice: what was substituted for the configured dataset, if anything (else None).
-  """
-
-  train: jdata.Dataset
-  test: jdata.Dataset
-  validation: jdata.Dataset | None = None
-  notice: str | None = None
-
-  @property
-  def name(self) -> str:
-    return self.train.name
+from jaxprune.train.splits import Splits
 
 
 def _needs_files(name: str) -> bool:
@@ -126,6 +105,9 @@ def resolve(data: ml_collections.ConfigDict) -> tuple[str, str | None]:
     jaxprune.data.DatasetNotPreparedError: if the dataset is unavailable and there is no
       fallback; the message shows the command that prepares it.
   """
+  if text_task.is_text(data):  # text for language models: nothing to prepare or fall back to
+    text_task.check_settings(data)
+    return data.name, None
   name = data.name
   check_name(data)
   if not _needs_files(name):
@@ -179,6 +161,8 @@ def load_splits(data: ml_collections.ConfigDict, *, verbose: bool = True) -> Spl
     >>> splits.test.num_examples
     360
   """
+  if text_task.is_text(data):  # `TextSplit`s of byte tokens, see `text_task`
+    return text_task.load_splits(data)
   name, notice = resolve(data)
   if notice and verbose:
     print(notice, file=sys.stderr, flush=True)

@@ -60,6 +60,7 @@ from jaxprune.train import (
   report,
   sharding,
   tensorboard_log,
+  text_task,
 )
 from jaxprune.train.files import atomic_open
 from jaxprune.train.metrics_log import MetricsLog, read_metrics
@@ -162,7 +163,8 @@ def train_and_evaluate(
       flush=True,
     )
 
-  batches = input_pipeline.TrainFeed(
+  text = isinstance(train_ds, text_task.TextSplit)  # language modelling on byte tokens
+  batches = (text_task.TextFeed if text else input_pipeline.TrainFeed)(
     train_ds,
     batch_size,
     int(config.seed),
@@ -212,7 +214,8 @@ def train_and_evaluate(
   put = lambda batch: sharding.global_batch(batch, data_sharding)
 
   def run_eval(state, dataset):
-    return evaluation.evaluate(p_eval, state, dataset, int(config.train.eval_batch_size), put)
+    evaluate = text_task.evaluate if text else evaluation.evaluate
+    return evaluate(p_eval, state, dataset, int(config.train.eval_batch_size), put)
 
   # Evaluations during training use the validation split; the test split is evaluated
   # once, at the end (at every evaluation when there is no validation split).
@@ -292,6 +295,7 @@ def train_and_evaluate(
         result = run_eval(state, eval_ds)
         record[f"{eval_name}_loss"] = result["loss"]
         record[f"{eval_name}_accuracy"] = result["accuracy"]
+        record.update(text_task.lm_record(eval_name, result))  # bits per byte... ({} for images)
         if val_ds is None:
           last_test = result
         else:
@@ -299,6 +303,7 @@ def train_and_evaluate(
           if done == total_steps:
             last_test = run_eval(state, test_ds)
             record["test_loss"], record["test_accuracy"] = last_test["loss"], last_test["accuracy"]
+            record.update(text_task.lm_record("test", last_test))
         if tensorboard:
           hists = jax.device_get(tb_histograms(state.params))
         eval_wall += time.perf_counter() - wall_0
@@ -353,6 +358,8 @@ def train_and_evaluate(
     "validation_accuracy": None if last_val is None else last_val["accuracy"],
     "validation_error": None if last_val is None else last_val["error"],
     **evaluation.summarize(state, model, exp.input_shape, last_test),
+    **text_task.lm_record("validation", last_val),  # LM metrics ({} for images)
+    **text_task.lm_record("test", last_test),
     "bn_recalibration": (
       None if recal_step is None else {"after_step": recal_step + 1, "batches": recal_batches}
     ),

@@ -157,6 +157,13 @@ def format_table(summary: dict[str, Any]) -> str:
     f"MACs per example {summary['flops_dense']:,} -> {round(summary['flops_remaining']):,} "
     f"(theoretical speedup {summary['speedup']:.2f}x)",
   ]
+  for split in ("validation", "test"):  # language models (`jaxprune.train.text_task`)
+    if summary.get(f"{split}_bits_per_byte") is not None:
+      lines.append(
+        f"{split} {summary[f'{split}_nats_per_byte']:.4f} nats per byte, "
+        f"{summary[f'{split}_bits_per_byte']:.4f} bits per byte, perplexity "
+        f"{summary[f'{split}_perplexity']:.3f} ({summary[f'{split}_tokens']:,} bytes)"
+      )
   if summary.get("neurons"):
     total = "-".join(str(c["total"]) for c in summary["neurons"].values())
     lines.append(

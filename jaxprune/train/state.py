@@ -101,7 +101,7 @@ def create_train_state(
   def init(given: PyTree | None) -> tuple[PyTree, PyTree, PyTree, jax.Array]:
     init_key, run_key = jax.random.split(jax.random.key(seed))
     params_key, dropout_key = jax.random.split(init_key)
-    dummy = jnp.zeros((1, *input_shape), jnp.float32)
+    dummy = jnp.zeros((1, *input_shape), getattr(model, "input_dtype", jnp.float32))  # LM: int32
     variables = model.init({"params": params_key, "dropout": dropout_key}, dummy, train=False)
     params = variables["params"] if given is None else given
     batch_stats = variables.get("batch_stats", {})

@@ -113,7 +113,8 @@ def _trace_layers(
     with nn.intercept_methods(interceptor):
       return model.apply(variables, x, train=False)
 
-  jax.eval_shape(apply, variables, jax.ShapeDtypeStruct((1, *input_shape), jnp.float32))
+  dtype = getattr(model, "input_dtype", jnp.float32)  # a model of tokens says int32
+  jax.eval_shape(apply, variables, jax.ShapeDtypeStruct((1, *input_shape), dtype))
   return positions, attention
 
 

@@ -434,6 +434,10 @@ class DecoderLM(nn.Module):
   dtype: str = "float32"
   dropout_rate: float = 0.0
 
+  # Dtype of the inputs (tokens), read by code that initialises or traces any model on a
+  # dummy input (`jaxprune.train.state.create_train_state`, FLOP counting); not a field.
+  input_dtype = "int32"
+
   def __post_init__(self):
     super().__post_init__()
     _ = self.config  # validates the attributes when the module is built
