@@ -548,6 +548,7 @@ def plot(result: dict[str, Any], path: str | os.PathLike) -> Path:
   Returns:
     The path written.
   """
+  # matplotlib (through report) is loaded only when a plot is drawn.
   from matplotlib.figure import Figure
 
   from jaxprune.train.report import save_figure

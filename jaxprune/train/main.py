@@ -78,6 +78,7 @@ def main() -> None:
       raise app.UsageError(
         f"--{', --'.join(given)} only apply to a multi-process run; add --multihost."
       )
+    # JAX and the trainer load after the flags are parsed, so --help answers at once.
     from absl import logging
 
     from jaxprune.train import lottery

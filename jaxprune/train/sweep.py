@@ -206,6 +206,7 @@ def _cell(row: dict[str, Any]) -> str:
 
 def plot_sweep(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
   """Test accuracy against target sparsity, one line per structure / criterion."""
+  # matplotlib (through report) is loaded only when a plot is drawn.
   from matplotlib.figure import Figure
 
   from jaxprune.train.report import save_figure
