@@ -45,6 +45,7 @@ from jaxprune import criteria
 from jaxprune.train.config import load_config
 from jaxprune.train.models.convnets import LeNet5Caffe
 from jaxprune.train.optim import dynamic_optimizer, inner_optimizer, learning_rate
+from jaxprune.train.settings import resolve
 
 CONFIG = Path(__file__).resolve().parent.parent / "configs" / "sr_ste.py"
 MODEL = LeNet5Caffe(num_classes=10)
@@ -74,7 +75,7 @@ def error(params, x, y, batch=1000):
 def run(method, config, epochs, data, seed):
   """Trains ``method`` ("dense" or "sr_ste") from seed ``seed``; returns a result dict."""
   (x, y), (xv, yv), (xt, yt) = data
-  batch = int(config.train.batch_size)
+  batch = config.train.batch_size
   per_epoch = x.shape[0] // batch
   total = epochs * per_epoch
   inner = inner_optimizer(config.optimizer, learning_rate(config.optimizer, total, per_epoch))
@@ -162,7 +163,7 @@ def main() -> None:
   p.add_argument("--step-cost", action="store_true", help="time the steps; no training")
   p.add_argument("--cost-steps", type=int, default=5, help="steps per scan (--step-cost)")
   args = p.parse_args()
-  config = load_config(CONFIG)
+  config = resolve(load_config(CONFIG))
   if args.step_cost:
     for name, ms in step_cost(config, args.cost_steps).items():
       print(f"{name:>40}: {ms:.1f} ms of process CPU time")

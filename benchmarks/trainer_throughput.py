@@ -49,7 +49,7 @@ import jax.numpy as jnp
 from absl import app, flags, logging
 
 from jaxprune.data import BatchIterator
-from jaxprune.train import experiment, input_pipeline, optim, sharding
+from jaxprune.train import experiment, input_pipeline, sharding
 from jaxprune.train.config import load_config
 from jaxprune.train.loop import train_and_evaluate
 from jaxprune.train.steps import train_step
@@ -237,7 +237,7 @@ def step_ratio(chunks: int) -> dict[str, list[float]]:
     shardings = jax.tree.map(lambda x: x.sharding, state)
     fns[name] = feed.jit_step(train_step, shardings, (shardings, replicated))
     if name == "masked":
-      updates_at = optim.mask_update_steps(exp.config, exp.steps_per_epoch, exp.total_steps)
+      updates_at = exp.mask_updates
       frozen = feed.jit_step(
         functools.partial(train_step, masks_frozen=True), shardings, (shardings, replicated)
       )

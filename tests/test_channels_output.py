@@ -11,7 +11,8 @@ import jaxprune
 from jaxprune.structures import channels
 from jaxprune.train import models
 from jaxprune.train.config import load_config
-from jaxprune.train.optim import distribution_from_config, structure_from_string
+from jaxprune.train.optim import distribution_from_config
+from jaxprune.train.settings import resolve, structure_from_string
 
 
 def _units_kept(mask):
@@ -77,12 +78,12 @@ def test_every_trainer_model_has_its_logits_layer_found(name, kwargs):
 
 def test_channels_config_keeps_all_logits_with_and_without_its_dense_rule():
   for overrides in ({}, {"pruning.dense": ""}):
-    config = load_config("configs/channels.py", overrides)
+    pruning = resolve(load_config("configs/channels.py", overrides)).pruning
     _, masks = jaxprune.prune(
       _lenet_params(),
-      float(config.pruning.sparsity),
-      distribution=distribution_from_config(config.pruning),
-      structure=structure_from_string(config.pruning.structure),
+      pruning.sparsity,
+      distribution=distribution_from_config(pruning),
+      structure=structure_from_string(pruning.structure),
     )
     assert bool(masks["Dense_2"]["kernel"].all())
     assert not bool(masks["Dense_1"]["kernel"].all())

@@ -30,10 +30,11 @@ def test_every_row_with_a_config_loads_with_its_overrides_and_grid(row):
 
 def test_the_snip_row_decays_the_learning_rate_at_the_papers_iteration():
   from jaxprune.train import optim
+  from jaxprune.train.settings import resolve
 
   row = next(r for r in reproduce.ROWS if r.name == "snip2019_lenet300")
-  config = load_config(row.config, row.overrides)
-  lr = optim.learning_rate(config.optimizer, config.train.num_steps, steps_per_epoch=540)
+  settings = resolve(load_config(row.config, row.overrides))
+  lr = optim.learning_rate(settings.optimizer, settings.train.num_steps, steps_per_epoch=540)
   assert [round(float(lr(t)), 6) for t in (0, 24_999, 25_000, 29_999)] == [0.1, 0.1, 0.01, 0.01]
 
 

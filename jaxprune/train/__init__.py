@@ -8,14 +8,16 @@ The command line is ``jaxprune-train --config configs/default.py --workdir DIR``
   config = load_config("default", {"pruning.sparsity": 0.95})
   summary = train_and_evaluate(config, "runs/s95")
 
-Modules: `state` (`TrainState`), `steps` (`train_step`, `eval_step`), `optim` (optimizer
-from a config), `experiment` (data, model, optimizer of a config; `load_state`),
-`checkpoint` (orbax, exact resume), `sharding` (data parallel / FSDP over a `Mesh`),
-`loop` (`train_and_evaluate`), `evaluation`, `report` (table and plots), `sweep`,
-`lottery` (iterative magnitude pruning with rewinding), `export` (masks and params as
-.npz), `lm_metrics` (next-token cross-entropy, bits per byte, perplexity), `models` (the
-model zoo). Names below are imported on first use, so importing
-``jaxprune.train.models`` stays light.
+Modules: `settings` (the config resolved once into typed `Settings`; the only reader of
+a config), `state` (`TrainState`), `steps` (`train_step`, `eval_step`), `tasks` (a run's
+loss, metrics and data), `optim` (optimizer from the settings), `experiment` (data,
+model, optimizer of a run; `load_state`), `checkpoint` (orbax, exact resume), `sharding`
+(data parallel / FSDP over a `Mesh`), `loop` (`train_and_evaluate`, a story of named
+stages), `evaluation`, `reporters` (metrics log, TensorBoard, progress bar), `report`
+(table and plots), `sweep`, `lottery` (iterative magnitude pruning with rewinding),
+`export` (masks and params as .npz), `text_task` and `lm_metrics` (language models on
+text: token windows, bits per byte, perplexity), `models` (the model zoo). Names below are imported
+on first use, so importing ``jaxprune.train.models`` stays light.
 
 Example:
   >>> from jaxprune import train
@@ -30,6 +32,7 @@ _EXPORTS = {
   "CheckpointMismatchError": "checkpoint",
   "Checkpointer": "checkpoint",
   "Experiment": "experiment",
+  "Settings": "settings",
   "TrainState": "state",
   "bits_per_byte": "lm_metrics",
   "build": "experiment",
@@ -42,6 +45,7 @@ _EXPORTS = {
   "next_token_nats": "lm_metrics",
   "override": "config",
   "perplexity": "lm_metrics",
+  "resolve": "settings",
   "run_sweep": "sweep",
   "token_nats": "lm_metrics",
   "train_and_evaluate": "loop",

@@ -29,6 +29,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxprune.train.settings import Checkpoint
+
 PyTree = Any
 
 
@@ -218,3 +220,28 @@ class Checkpointer:
     """Waits for background writes and releases the manager."""
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def for_run(policy: Checkpoint, directory: str | os.PathLike) -> Checkpointer | None:
+  """The `Checkpointer` of a run's ``settings.checkpoint``, or None when disabled."""
+  if not policy.enabled:
+    return None
+  return Checkpointer(
+    directory, every_steps=policy.every_steps, keep=policy.keep, async_save=policy.async_save
+  )
+
+
+def restore_or_create(
+  ckpt: Checkpointer | None, create: Any, placement: Any
+) -> tuple[PyTree, dict[str, Any] | None]:
+  """``(state, data position)`` of the newest checkpoint, or a new state and None.
+
+  Args:
+    ckpt: the run's checkpointer (None: always a new state).
+    create: builds the initial state (jitted here, straight into its shardings).
+    placement: the run's `jaxprune.train.sharding.Placement` (the restore target).
+  """
+  restored = None if ckpt is None else ckpt.restore(placement.abstract_state)
+  if restored is not None:
+    return restored
+  return jax.jit(create, out_shardings=placement.state)(), None

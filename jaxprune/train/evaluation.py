@@ -9,7 +9,7 @@ imply (`jaxprune.train.sweep` adds the accuracy drop against a dense baseline).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -29,33 +29,127 @@ from jaxprune.train.state import TrainState
 PyTree = Any
 
 
+def classification_metrics(sums: Mapping[str, Any]) -> dict[str, float]:
+  """Loss, accuracy and error from the summed `jaxprune.train.steps.eval_step` outputs.
+
+  Example:
+    >>> classification_metrics({"loss_sum": 3.0, "correct": 9.0, "count": 10.0})
+    {'loss': 0.3, 'accuracy': 0.9, 'error': 0.09999999999999998}
+  """
+  count = float(sums["count"])
+  accuracy = float(sums["correct"]) / count
+  return {"loss": float(sums["loss_sum"]) / count, "accuracy": accuracy, "error": 1.0 - accuracy}
+
+
 def evaluate(
   eval_fn: Callable[[TrainState, dict], dict],
   state: TrainState,
   dataset: Any,
   batch_size: int,
   put: Callable[[dict], dict] = lambda b: b,
+  metrics: Callable[[Mapping[str, Any]], dict[str, float]] = classification_metrics,
+  batches: Callable[[Any, int], Iterable[dict]] = eval_batches,
 ) -> dict[str, float]:
-  """Loss, accuracy and error over every example of ``dataset``.
+  """The metrics of ``state`` over every example of ``dataset``.
 
   Args:
-    eval_fn: the jitted `jaxprune.train.steps.eval_step`.
+    eval_fn: the jitted `jaxprune.train.steps.eval_step` (or a task's eval step).
     state: the train state.
     dataset: a `jaxprune.data.Dataset` (usually the test split).
     batch_size: evaluation batch size (the last batch is padded and masked).
     put: places a numpy batch on devices (e.g. sharded); identity by default.
+    metrics: the metrics from the summed ``eval_fn`` outputs (the task's).
+    batches: ``(dataset, batch_size) -> batches`` covering the split (the task's).
 
   Returns:
-    ``{"loss", "accuracy", "error"}`` as Python floats.
+    ``metrics`` of the sums: ``{"loss", "accuracy", "error"}`` as Python floats for
+    classification (a task may add more).
   """
   sums = None
-  for batch in eval_batches(dataset, batch_size):
+  for batch in batches(dataset, batch_size):
     out = eval_fn(state, put(batch))
     sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-  sums = jax.device_get(sums)
-  count = float(sums["count"])
-  accuracy = float(sums["correct"]) / count
-  return {"loss": float(sums["loss_sum"]) / count, "accuracy": accuracy, "error": 1.0 - accuracy}
+  return metrics(jax.device_get(sums))
+
+
+def logged(split: str, result: Mapping[str, Any]) -> dict[str, Any]:
+  """The metrics of an evaluation as logged: ``<split>_<name>`` for all but ``error``.
+
+  Example:
+    >>> logged("test", {"loss": 0.3, "accuracy": 0.9, "error": 0.1})
+    {'test_loss': 0.3, 'test_accuracy': 0.9}
+  """
+  return {f"{split}_{k}": v for k, v in result.items() if k != "error"}
+
+
+class Evaluator:
+  """The evaluations of a run: on validation during training, on test once at the end.
+
+  With no validation split the test split is evaluated at every evaluation instead. Each
+  evaluation first checks that pruned entries are exactly 0.0 and finite
+  (`jaxprune.check_sparse`, a `jaxprune.SparsityError` otherwise).
+
+  Args:
+    eval_step: the task's evaluation step (jitted here).
+    metrics: the task's metrics from the summed step outputs.
+    splits: the run's `jaxprune.train.input_pipeline.Splits`.
+    batch_size: evaluation batch size.
+    put: places a host batch on the devices.
+    check_sparse: whether the run prunes (and so has masks to check).
+    batches: the task's ``(split, batch_size) -> batches``.
+  """
+
+  def __init__(
+    self,
+    eval_step: Callable[[TrainState, dict], dict],
+    metrics: Callable[[Mapping[str, Any]], dict[str, float]],
+    splits: Any,
+    batch_size: int,
+    put: Callable[[dict], dict],
+    *,
+    check_sparse: bool,
+    batches: Callable[[Any, int], Iterable[dict]] = eval_batches,
+  ):
+    self._step = jax.jit(eval_step)
+    self._batches = batches
+    self._metrics = metrics
+    self._batch_size, self._put, self._check = batch_size, put, check_sparse
+    self.validation, self.test = splits.validation, splits.test
+    self.name = "validation" if self.validation is not None else "test"
+    self.last_validation: dict[str, float] | None = None
+    self.last_test: dict[str, float] | None = None
+
+  def __call__(self, state: TrainState, dataset: Any) -> dict[str, float]:
+    """The metrics of ``state`` on ``dataset``."""
+    return evaluate(
+      self._step, state, dataset, self._batch_size, self._put, self._metrics, self._batches
+    )
+
+  def during_training(self, state: TrainState, record: dict[str, Any], *, last: bool) -> None:
+    """Evaluates ``state`` and adds ``<split>_loss``, ``_accuracy`` (and the task's other
+    metrics, `logged`) to ``record``.
+
+    The test split is evaluated too at the ``last`` step when validation is the split
+    evaluated during training.
+    """
+    if self._check:
+      jaxprune.check_sparse(state.params, state.opt_state)
+    result = self(state, self.validation if self.validation is not None else self.test)
+    record.update(logged(self.name, result))
+    if self.validation is None:
+      self.last_test = result
+      return
+    self.last_validation = result
+    if last:
+      self.last_test = self(state, self.test)
+      record.update(logged("test", self.last_test))
+
+  def final(self, state: TrainState) -> tuple[dict[str, float] | None, dict[str, float]]:
+    """``(validation, test)`` metrics of the final state (evaluated again after a resume)."""
+    if self.last_test is None:  # resumed a finished run: nothing trained, evaluate once more
+      self.last_test = self(state, self.test)
+      self.last_validation = None if self.validation is None else self(state, self.validation)
+    return self.last_validation, self.last_test
 
 
 def _is_mask_node(x: Any) -> bool:

@@ -1,7 +1,10 @@
 """What a config describes, built once: data, model, optimizer, run length, state factory.
 
-`build` is shared by the training loop and by analysis code: `load_state` restores the
-train state of a (finished or interrupted) run from its workdir with the same config.
+`build` is the set-up stage every run shares (`jaxprune.train.loop`, the lottery, the
+sweep, analysis code): it resolves the config (`jaxprune.train.settings.resolve`),
+chooses the dataset (falling back if the config allows), loads it, and builds the model,
+the optimizer with its masking policy and the plan of the run in steps. `load_state`
+restores the train state of a (finished or interrupted) run from its workdir.
 """
 
 from __future__ import annotations
@@ -17,22 +20,27 @@ from typing import Any
 import flax.linen as nn
 import jax
 import ml_collections
+import numpy as np
 import optax
 
 import jaxprune
 from jaxprune import criteria
-from jaxprune.train import checkpoint, export, input_pipeline, models, optim
+from jaxprune.train import checkpoint, export, input_pipeline, models, optim, tasks
 from jaxprune.train import penalty as penalty_lib
-from jaxprune.train.config import load_config
+from jaxprune.train import settings as settings_lib
+from jaxprune.train.settings import Settings
 from jaxprune.train.state import TrainState, create_train_state
+
+Config = ml_collections.ConfigDict | Settings
 
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
-  """The pieces of a run, derived from its config.
+  """The pieces of a run, built from its settings.
 
   Attributes:
-    config: the config it was built from.
+    settings: the resolved settings (on the fallback dataset, if the run fell back).
+    task: what the run learns: its loss, metrics and data (`jaxprune.train.tasks`).
     splits: the train, validation and test datasets (`input_pipeline.Splits`).
     model: the Flax model.
     tx: the optimizer (``jaxprune.masked(inner, ...)`` unless pruning is disabled).
@@ -40,11 +48,12 @@ class Experiment:
     steps_per_epoch: full batches per epoch.
     total_steps: length of the run in steps.
     input_shape: one example's shape, e.g. ``(28, 28, 1)``.
-    initial_params: params replacing the initialisation (``config.model.initial_params``),
-      or None.
+    mask_updates: ``bool[total_steps]``: the steps whose schedule updates masks.
+    initial_params: params replacing the initialisation (``model.initial_params``), or None.
   """
 
-  config: ml_collections.ConfigDict
+  settings: Settings
+  task: tasks.Task
   splits: input_pipeline.Splits
   model: nn.Module
   tx: optax.GradientTransformation
@@ -52,26 +61,28 @@ class Experiment:
   steps_per_epoch: int
   total_steps: int
   input_shape: tuple[int, ...]
+  mask_updates: np.ndarray
   initial_params: Any = None
 
   @property
   def create_state(self) -> Callable[[], TrainState]:
     """A function building the initial `TrainState` (also used under `jax.eval_shape`).
 
-    It starts at ``config.train.start_step`` from ``initial_params`` if given; with
-    ``config.pruning.initial_masks`` the params' pruned entries are zeroed from the start,
-    so the first step already sees the sparse network.
+    It starts at ``train.start_step`` from ``initial_params`` if given; with
+    ``pruning.initial_masks`` the params' pruned entries are zeroed from the start, so
+    the first step already sees the sparse network.
     """
+    s = self.settings
     create = functools.partial(
       create_train_state,
       self.model,
       self.tx,
       self.input_shape,
-      int(self.config.seed),
+      s.seed,
       params=self.initial_params,
-      step=int(self.config.train.get("start_step", 0)),
+      step=s.train.start_step,
     )
-    if not (self.config.pruning.enabled and self.config.pruning.get("initial_masks")):
+    if not (s.pruning.enabled and s.pruning.initial_masks):
       return create
 
     def create_masked() -> TrainState:
@@ -83,109 +94,101 @@ class Experiment:
 
   @property
   def penalty(self) -> penalty_lib.Penalty | None:
-    """``penalty(params, step)`` added to the training loss (``config.train.penalty``)."""
+    """``penalty(params, step)`` added to the training loss (``train.penalty``)."""
     return penalty_lib.make_penalty(
-      self.config.train, self.splits.train.num_examples, self.steps_per_epoch
+      self.settings.train, self.splits.train.num_examples, self.steps_per_epoch
     )
 
   @property
   def needs_activations(self) -> bool:
     """Whether the criterion needs the ``activations`` extra (e.g. ``"wanda"``)."""
-    pruning = self.config.pruning
-    return bool(pruning.enabled) and "activations" in criteria.get(pruning.criterion).needs
+    pruning = self.settings.pruning
+    return pruning.enabled and "activations" in criteria.get(pruning.criterion).needs
+
+  @property
+  def pruning(self) -> bool:
+    """Whether the run prunes (``pruning.enabled``)."""
+    return self.settings.pruning.enabled
+
+  @property
+  def log_every(self) -> int:
+    """Training metrics are logged every this many steps (``train.log_every_steps``)."""
+    return max(self.settings.train.log_every_steps, 1)
+
+  @property
+  def eval_every(self) -> int:
+    """The evaluations' interval in steps (``train.eval_every_epochs``, at least 1)."""
+    return max(int(round(self.settings.train.eval_every_epochs * self.steps_per_epoch)), 1)
 
 
-def run_length(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+def run_length(train: settings_lib.Train, steps_per_epoch: int) -> int:
   """Total training steps: ``train.num_steps`` if > 0, else ``num_epochs`` epochs."""
-  if config.train.num_steps > 0:
-    return int(config.train.num_steps)
-  return max(int(round(float(config.train.num_epochs) * steps_per_epoch)), 1)
+  if train.num_steps > 0:
+    return train.num_steps
+  return max(int(round(train.num_epochs * steps_per_epoch)), 1)
 
 
-def _flat(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, object]:
-  out: dict[str, object] = {}
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict) and len(value):
-      out.update(_flat(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
-
-
-def fallback_settings(
-  config: ml_collections.ConfigDict, dataset: str
-) -> tuple[ml_collections.ConfigDict, dict[str, object]]:
-  """``config`` for a run on the fallback ``dataset``, with settings that suit it.
-
-  The fields that ``configs/<config.data.fallback_config>.py`` sets differently from
-  ``configs/default.py`` (run length, evaluation and pruning schedule in epochs of the
-  fallback data...) replace the values ``config`` still has at their default; values the
-  config chose itself (its own file or command-line overrides) are kept.
-
-  Args:
-    config: the run's config.
-    dataset: the dataset the run falls back to.
+def resolve_data(settings: Settings) -> tuple[Settings, str | None]:
+  """The settings a run really uses: on the fallback dataset if ``data.name`` is unavailable.
 
   Returns:
-    ``(new config, {dotted field: value} of the settings it changed)``.
-
-  Example:
-    >>> from jaxprune.train.config import load_config
-    >>> config = load_config("default", {"train.num_epochs": 5.0})
-    >>> new, changed = fallback_settings(config, "digits")
-    >>> new.data.name, new.train.num_epochs, changed["pruning.schedule.end"]
-    ('digits', 5.0, 20.0)
+    ``(settings, notice)``: ``settings`` itself and None when the dataset is available,
+    else `jaxprune.train.settings.on_fallback` of them and the notice saying what was
+    substituted.
   """
-  new = config.copy_and_resolve_references()
-  changed: dict[str, object] = {}
-  with new.unlocked():
-    new.data.name = dataset
-    if config.data.get("fallback_config"):
-      base = _flat(load_config("default"))
-      alt = _flat(load_config(config.data.fallback_config))
-      current = _flat(config)
-      for path, value in alt.items():
-        if path == "data.name" or path not in base or path not in current:
-          continue
-        if value != base[path] and current[path] == base[path]:
-          *parents, leaf = path.split(".")
-          node = new
-          for name in parents:
-            node = node[name]
-          node[leaf] = value
-          changed[path] = value
-  new.lock()
-  return new, changed
-
-
-def resolve_data(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, str | None]:
-  """The config a run really uses: on the fallback dataset if ``data.name`` is unavailable.
-
-  Returns:
-    ``(config, notice)``: ``config`` itself and None when the dataset is available, else
-    `fallback_settings` of it and the notice saying what was substituted.
-  """
-  name, notice = input_pipeline.resolve(config.data)
-  if name == config.data.name:
-    return config, None
-  new, changed = fallback_settings(config, name)
+  name, notice = input_pipeline.resolve(settings.data)
+  if name == settings.data.name:
+    return settings, None
+  new, changed = settings_lib.on_fallback(settings, name)
   if changed:
     fields = ", ".join(f"{k}={v}" for k, v in changed.items())
     notice += (
-      f" Settings for {name!r} from configs/{config.data.fallback_config}.py (fields this "
+      f" Settings for {name!r} from configs/{settings.data.fallback_config}.py (fields this "
       f"config left at their defaults): {fields}."
     )
   return new, notice
 
 
-def build(config: ml_collections.ConfigDict, *, verbose: bool = True) -> Experiment:
-  """Loads the data and builds the model and optimizer of ``config``.
+def _check_run(settings: Settings, train: Any, total_steps: int) -> None:
+  batch_size = settings.train.batch_size
+  if not 1 <= batch_size <= train.num_examples:
+    raise ValueError(
+      f"config.train.batch_size={batch_size} does not fit the {train.num_examples} training "
+      f"examples of {train.name!r}; expected 1 to {train.num_examples}, e.g. "
+      "--config.train.batch_size=128."
+    )
+  start_step = settings.train.start_step
+  if not 0 <= start_step < total_steps:
+    raise ValueError(
+      f"config.train.start_step={start_step} is outside the run's {total_steps} steps; "
+      f"expected 0 to {total_steps - 1}, e.g. --config.train.start_step=0."
+    )
 
-  If ``config.data.name`` is unavailable and the config names a fallback, the experiment
-  is built from `resolve_data`'s config (``Experiment.config``), not ``config``.
+
+def _warn_short_run(settings: Settings, steps_per_epoch: int, total_steps: int) -> None:
+  pruning = settings.pruning
+  if not pruning.enabled or pruning.fixed_masks:
+    return
+  last = optim.last_mask_update(pruning.schedule, steps_per_epoch)
+  if last is not None and last >= total_steps:
+    print(
+      f"WARNING: the pruning schedule's last mask update is at step {last}, but the run has "
+      f"{total_steps} steps ({steps_per_epoch} per epoch), so the final sparsity stays below "
+      f"the target {pruning.sparsity}. Lengthen the run (--config.train.num_epochs) "
+      "or end the schedule earlier (--config.pruning.schedule.end).",
+      file=sys.stderr,
+      flush=True,
+    )
+
+
+def build(config: Config, *, verbose: bool = True) -> Experiment:
+  """Resolves ``config``, loads the data and builds the model and optimizer.
+
+  If ``data.name`` is unavailable and the config names a fallback, the experiment is
+  built from `resolve_data`'s settings (``Experiment.settings``).
 
   Args:
-    config: the experiment config.
+    config: the experiment config, or its `jaxprune.train.settings.Settings`.
     verbose: print notices (dataset fallback, a schedule longer than the run) to stderr.
 
   Returns:
@@ -197,69 +200,48 @@ def build(config: ml_collections.ConfigDict, *, verbose: bool = True) -> Experim
     >>> exp.splits.name, exp.steps_per_epoch, exp.total_steps, exp.input_shape
     ('digits', 10, 300, (8, 8, 1))
   """
-  config, notice = resolve_data(config)
+  settings, notice = resolve_data(settings_lib.ensure(config))
   if notice and verbose:
     print(notice, file=sys.stderr, flush=True)
-  splits = dataclasses.replace(
-    input_pipeline.load_splits(config.data, verbose=False), notice=notice
-  )
+  task = tasks.for_settings(settings)
+  splits = dataclasses.replace(task.load_splits(settings.data, verbose=False), notice=notice)
   train = splits.train
-  batch_size = int(config.train.batch_size)
-  if not 1 <= batch_size <= train.num_examples:
-    raise ValueError(
-      f"config.train.batch_size={batch_size} does not fit the {train.num_examples} training "
-      f"examples of {train.name!r}; expected 1 to {train.num_examples}, e.g. "
-      "--config.train.batch_size=128."
-    )
-  steps_per_epoch = train.num_examples // batch_size
-  total_steps = run_length(config, steps_per_epoch)
+  steps_per_epoch = train.num_examples // max(settings.train.batch_size, 1)
+  total_steps = run_length(settings.train, steps_per_epoch)
+  _check_run(settings, train, total_steps)
   model = models.get_model(
-    config.model.name, num_classes=train.num_classes, **config.model.kwargs.to_dict()
+    settings.model.name, num_classes=train.num_classes, **settings.model.kwargs
   )
-  start_step = int(config.train.get("start_step", 0))
-  if not 0 <= start_step < total_steps:
-    raise ValueError(
-      f"config.train.start_step={start_step} is outside the run's {total_steps} steps; "
-      f"expected 0 to {total_steps - 1}, e.g. --config.train.start_step=0."
-    )
-  tx, lr = optim.make_optimizer(config, steps_per_epoch, total_steps)
+  tx, lr = optim.make_optimizer(settings, steps_per_epoch, total_steps)
+  input_shape = tuple(train.image_shape)
   initial_params = None
-  if config.model.get("initial_params"):
-    like = jax.eval_shape(
-      functools.partial(create_train_state, model, tx, tuple(train.image_shape), 0)
-    ).params
-    initial_params = export.load_tree(config.model.initial_params, like, what="params")
-  if config.pruning.enabled and not optim.fixed_masks(config.pruning) and verbose:
-    last = optim.last_mask_update(config.pruning.schedule, steps_per_epoch)
-    if last is not None and last >= total_steps:
-      print(
-        f"WARNING: the pruning schedule's last mask update is at step {last}, but the run has "
-        f"{total_steps} steps ({steps_per_epoch} per epoch), so the final sparsity stays below "
-        f"the target {config.pruning.sparsity}. Lengthen the run (--config.train.num_epochs) "
-        "or end the schedule earlier (--config.pruning.schedule.end).",
-        file=sys.stderr,
-        flush=True,
-      )
+  if settings.model.initial_params:
+    like = jax.eval_shape(functools.partial(create_train_state, model, tx, input_shape, 0)).params
+    initial_params = export.load_tree(settings.model.initial_params, like, what="params")
+  if verbose:
+    _warn_short_run(settings, steps_per_epoch, total_steps)
+  updates = optim.mask_update_steps(settings.pruning, steps_per_epoch, total_steps)
   return Experiment(
-    config,
+    settings,
+    task,
     splits,
     model,
     tx,
     lr,
     steps_per_epoch,
     total_steps,
-    tuple(train.image_shape),
+    input_shape,
+    updates,
     initial_params,
   )
 
 
-def load_state(
-  config: ml_collections.ConfigDict, workdir: str | os.PathLike, step: int | None = None
-) -> TrainState:
+def load_state(config: Config, workdir: str | os.PathLike, step: int | None = None) -> TrainState:
   """Restores the train state a run with ``config`` saved in ``workdir``.
 
   Args:
-    config: the config the run was started with (same command-line overrides).
+    config: the config the run was started with (same command-line overrides), or its
+      settings.
     workdir: the run's folder.
     step: which checkpoint (default: the latest).
 

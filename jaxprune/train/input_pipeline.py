@@ -3,10 +3,10 @@
 A name jaxprune does not know (not in `jaxprune.data.specs.SPECS`, nor a TFDS dataset
 prepared in the data directory) is an error naming the closest known one (`check_name`).
 For a TFDS dataset (``"mnist"``, ``"fashion_mnist"``) in order: use it if it is prepared
-in the data directory; else prepare it from local IDX files (``config.data.source_dir``,
+in the data directory; else prepare it from local IDX files (``settings.data.source_dir``,
 else ``<data dir>/downloads/manual/<name>`` or, for MNIST, ``../shared/data/mnist`` next
 to the checkout; see `jaxprune.data.preparation.source_dirs`); else download it if the
-config allows (``config.data.download``); else fall back to ``config.data.fallback`` (the
+settings allow (``settings.data.download``); else fall back to ``settings.data.fallback`` (the
 bundled ``"digits"``) with a printed notice, or fail at once with the command that
 prepares it. Nothing here can start a download the config did not ask for.
 
@@ -23,7 +23,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 import jaxprune.data as jdata
@@ -35,9 +34,10 @@ from jaxprune.data.preparation import (
   source_dirs,
 )
 from jaxprune.data.specs import SPECS, closest_name, did_you_mean
-from jaxprune.train import text_task
+from jaxprune.train.settings import Data
 from jaxprune.train.sharding import HostLocalBatches
 from jaxprune.train.splits import Splits
+from jaxprune.train.text_settings import is_text
 
 
 def _needs_files(name: str) -> bool:
@@ -55,31 +55,32 @@ def _tfds_knows(name: str) -> bool:
   return True
 
 
-def check_name(data: ml_collections.ConfigDict) -> None:
+def check_name(data: Data) -> None:
   """Refuses a dataset name that is neither known to jaxprune nor a prepared TFDS dataset.
 
-  Known names are those of `jaxprune.data.specs.SPECS`; any other name must be a TFDS
-  dataset prepared in the data directory (or one TFDS can build, with ``download``). A
-  misspelt name is never replaced by the fallback dataset.
+    Known names are those of `jaxprune.data.specs.SPECS`; any other name must be a TFDS
+    dataset prepared in the data directory (or one TFDS can build, with ``download``). A
+    misspelt name is never replaced by the fallback dataset.
 
-  Args:
-    data: ``config.data``.
+    Args:
+      data: ``settings.data``.
 
-  Raises:
-    ValueError: naming the known datasets and the closest one.
+    Raises:
+      ValueError: naming the known datasets and the closest one.
 
-  Example:
-    >>> import ml_collections
-    >>> check_name(ml_collections.ConfigDict(dict(name="mnist", data_dir="", download=False)))
-    >>> check_name(ml_collections.ConfigDict(dict(name="mnsit", data_dir="", download=False)))
-    Traceback (most recent call last):
-    ...
-    ValueError: config.data.name='mnsit' is not a dataset ... Did you mean 'mnist'? ...
+    Example:
+      >>> from jaxprune.train.settings import Data
+  from jaxprune.train.sharding import HostLocalBatches
+      >>> check_name(Data("mnist", data_dir="", source_dir="", download=False, fallback=""))
+      >>> check_name(Data("mnsit", data_dir="", source_dir="", download=False, fallback=""))
+      Traceback (most recent call last):
+      ...
+      ValueError: config.data.name='mnsit' is not a dataset ... Did you mean 'mnist'? ...
   """
   name, data_dir = data.name, data.data_dir or None
   if name in SPECS or find_prepared(name, data_dir) is not None:
     return
-  if data.get("download") and _tfds_knows(name):
+  if data.download and _tfds_knows(name):
     return
   where = data_dir or os.fspath(jdata.default_data_dir())
   raise ValueError(
@@ -91,13 +92,13 @@ def check_name(data: ml_collections.ConfigDict) -> None:
   )
 
 
-def resolve(data: ml_collections.ConfigDict) -> tuple[str, str | None]:
+def resolve(data: Data) -> tuple[str, str | None]:
   """Returns ``(dataset name to use, notice or None)``, preparing the dataset if possible.
 
   Only a known dataset (`check_name`) that is not prepared falls back to ``data.fallback``.
 
   Args:
-    data: ``config.data`` (``name``, ``data_dir``, ``source_dir``, ``download``,
+    data: ``settings.data`` (``name``, ``data_dir``, ``source_dir``, ``download``,
       ``fallback``).
 
   Raises:
@@ -105,8 +106,7 @@ def resolve(data: ml_collections.ConfigDict) -> tuple[str, str | None]:
     jaxprune.data.DatasetNotPreparedError: if the dataset is unavailable and there is no
       fallback; the message shows the command that prepares it.
   """
-  if text_task.is_text(data):  # text for language models: nothing to prepare or fall back to
-    text_task.check_settings(data)
+  if is_text(data):  # text for language models: nothing to prepare or fall back to
     return data.name, None
   name = data.name
   check_name(data)
@@ -132,52 +132,47 @@ def resolve(data: ml_collections.ConfigDict) -> tuple[str, str | None]:
       "--config.data.download=True where the network is reachable."
     )
     return data.fallback, notice
-  jdata.ensure_prepared(name, data_dir, source, download=bool(data.download))
+  jdata.ensure_prepared(name, data_dir, source, download=data.download)
   return name, None
 
 
-def load_splits(data: ml_collections.ConfigDict, *, verbose: bool = True) -> Splits:
+def load_splits(data: Data, *, verbose: bool = True) -> Splits:
   """Resolves the dataset (see `resolve`) and loads its train, validation and test splits.
 
-  ``data.validation_fraction`` of the training split (drawn with ``data.validation_seed``,
-  see `jaxprune.data.split_validation`) is held out as the validation split; 0 holds out
-  nothing.
+    ``data.validation_fraction`` of the training split (drawn with ``data.validation_seed``,
+    see `jaxprune.data.split_validation`) is held out as the validation split; 0 holds out
+    nothing.
 
-  Args:
-    data: ``config.data``.
-    verbose: print the fallback notice to stderr.
+    Args:
+      data: ``settings.data``.
+      verbose: print the fallback notice to stderr.
 
-  Returns:
-    The `Splits`.
+    Returns:
+      The `Splits`.
 
-  Example:
-    >>> import ml_collections
-    >>> data = ml_collections.ConfigDict(dict(name="digits", data_dir="", source_dir="",
-    ...                                       download=False, fallback="",
-    ...                                       validation_fraction=0.1, validation_seed=0))
-    >>> splits = load_splits(data)
-    >>> splits.name, splits.train.num_examples, splits.validation.num_examples
-    ('digits', 1293, 144)
-    >>> splits.test.num_examples
-    360
+    Example:
+      >>> from jaxprune.train.settings import Data
+  from jaxprune.train.sharding import HostLocalBatches
+      >>> data = Data("digits", data_dir="", source_dir="", download=False, fallback="",
+      ...             validation_fraction=0.1, validation_seed=0)
+      >>> splits = load_splits(data)
+      >>> splits.name, splits.train.num_examples, splits.validation.num_examples
+      ('digits', 1293, 144)
+      >>> splits.test.num_examples
+      360
   """
-  if text_task.is_text(data):  # `TextSplit`s of byte tokens, see `text_task`
-    return text_task.load_splits(data)
   name, notice = resolve(data)
   if notice and verbose:
     print(notice, file=sys.stderr, flush=True)
   data_dir = (data.data_dir or None) if _needs_files(name) else None
-  options = dict(
-    data_dir=data_dir,
-    augment=str(data.get("augment", "")),
-    image_size=int(data.get("image_size", 0)),
-  )
+  options = dict(data_dir=data_dir, augment=data.augment, image_size=data.image_size)
   train = jdata.load(name, "train", **options)
   test = jdata.load(name, train.spec.test_split, **options)
   validation = None
-  fraction = float(data.get("validation_fraction", 0.0))
-  if fraction > 0:
-    train, validation = jdata.split_validation(train, fraction, int(data.get("validation_seed", 0)))
+  if data.validation_fraction > 0:
+    train, validation = jdata.split_validation(
+      train, data.validation_fraction, data.validation_seed
+    )
   return Splits(train, test, validation, notice)
 
 

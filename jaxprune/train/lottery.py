@@ -47,15 +47,17 @@ import numpy as np
 import jaxprune
 from jaxprune._tree import leaves_with_paths
 from jaxprune.train import experiment, export, optim
+from jaxprune.train import settings as settings_lib
 from jaxprune.train.config import load_config
 from jaxprune.train.loop import train_and_evaluate, write_json
 from jaxprune.train.metrics_log import read_metrics
 from jaxprune.train.report import save_figure
+from jaxprune.train.settings import Lottery, Settings
 from jaxprune.train.state import create_train_state
 
 PyTree = Any
-CONTROLS = ("reinit", "random")
-DISTRIBUTIONS = ("layerwise", "global")
+CONTROLS = settings_lib.LOTTERY_CONTROLS
+DISTRIBUTIONS = settings_lib.LOTTERY_DISTRIBUTIONS
 
 
 def cumulative_sparsity(rate: float, round_: int) -> float:
@@ -68,16 +70,16 @@ def cumulative_sparsity(rate: float, round_: int) -> float:
   return 1.0 - (1.0 - float(rate)) ** int(round_)
 
 
-def prunable_paths(config: ml_collections.ConfigDict, params: PyTree) -> list[str]:
-  """The paths of the leaves the run's masks prune (the config's distribution decides)."""
+def prunable_paths(settings: Settings, params: PyTree) -> list[str]:
+  """The paths of the leaves the run's masks prune (the settings' distribution decides)."""
   named = leaves_with_paths(params)
-  dist = optim.distribution_from_config(config.pruning)
+  dist = optim.distribution_from_config(settings.pruning)
   dist = jaxprune.distributions.get(dist)
   on = dist.prunable([p for p, _ in named], [x for _, x in named])
   return [p for (p, _), yes in zip(named, on, strict=True) if yes]
 
 
-def _rates(lottery: ml_collections.ConfigDict, paths: Sequence[str]) -> tuple[list, list]:
+def _rates(lottery: Lottery, paths: Sequence[str]) -> tuple[list, list]:
   """Splits ``paths`` into (the output layer's, the others'), by ``lottery.output_layer``."""
   pattern = lottery.output_layer
   out = [p for p in paths if pattern and re.fullmatch(pattern, p)]
@@ -94,7 +96,7 @@ def next_masks(
   params: PyTree,
   masks: PyTree,
   round_: int,
-  lottery: ml_collections.ConfigDict,
+  lottery: Lottery,
   paths: Sequence[str],
 ) -> PyTree:
   """The masks of round ``round_`` by magnitude pruning of round ``round_ - 1``'s ``params``.
@@ -107,7 +109,7 @@ def next_masks(
     params: the trained params of the previous round (pruned entries exactly 0).
     masks: that round's masks (bool pytree like params).
     round_: the round the new masks are for (>= 1).
-    lottery: the ``config.lottery`` block.
+    lottery: ``settings.lottery``.
     paths: the pruned leaves (`prunable_paths`).
 
   Returns:
@@ -118,7 +120,7 @@ def next_masks(
   """
   named = dict(leaves_with_paths(params))
   out_paths, rest = _rates(lottery, paths)
-  out_rate = float(lottery.output_rate) if out_paths else float(lottery.rate)
+  out_rate = lottery.output_rate if out_paths else lottery.rate
   s_rest = cumulative_sparsity(lottery.rate, round_)
   s_out = cumulative_sparsity(out_rate, round_)
   new: dict[str, jax.Array] = {}
@@ -196,28 +198,33 @@ def early_stopping(workdir: str | os.PathLike) -> dict[str, Any]:
   }
 
 
-def round_config(
-  config: ml_collections.ConfigDict, masks: str | os.PathLike, params: str | os.PathLike | None
-) -> ml_collections.ConfigDict:
-  """The trainer config of one run: fixed ``masks``, weights from ``params``, rewind step.
+def round_settings(
+  settings: Settings | ml_collections.ConfigDict,
+  masks: str | os.PathLike,
+  params: str | os.PathLike | None,
+) -> Settings:
+  """The trainer settings of one run: fixed ``masks``, weights from ``params``, rewind step.
 
   Args:
-    config: the lottery config.
+    settings: the lottery's settings (or its config).
     masks: the run's masks (``.npz``).
     params: its starting weights (``.npz``), or None to initialise from the seed (round 0,
       which also starts at step 0).
   """
-  out = config.copy_and_resolve_references()
-  with out.unlocked():
-    out.pruning.enabled = True
-    out.pruning.sparsity = 0.0
-    out.pruning.initial_masks = os.fspath(masks)
-    out.model.initial_params = "" if params is None else os.fspath(params)
-    out.train.start_step = 0 if params is None else int(config.lottery.rewind_step)
-  return out
+  settings = settings_lib.ensure(settings)
+  return settings_lib.derive(
+    settings,
+    {
+      "pruning.enabled": True,
+      "pruning.sparsity": 0.0,
+      "pruning.initial_masks": os.fspath(masks),
+      "model.initial_params": "" if params is None else os.fspath(params),
+      "train.start_step": 0 if params is None else settings.lottery.rewind_step,
+    },
+  )
 
 
-# Fields every round sets itself (`round_config`): a lottery config leaves them at these
+# Fields every round sets itself (`round_settings`): a lottery config leaves them at these
 # values; another value would be overridden, so it is refused with the setting to use.
 SET_BY_ROUNDS: dict[str, tuple[Any, str]] = {
   "pruning.enabled": (
@@ -266,13 +273,6 @@ NOT_READ: dict[str, str] = {
 }
 
 
-def _field(config: ml_collections.ConfigDict, dotted: str) -> Any:
-  node = config
-  for name in dotted.split("."):
-    node = node[name]
-  return node.to_dict() if isinstance(node, ml_collections.ConfigDict) else node
-
-
 def _differences(value: Any, default: Any, dotted: str) -> list[str]:
   """``["dotted.field=value", ...]`` where ``value`` (a field or a dict of them) differs."""
   if isinstance(default, dict):
@@ -284,103 +284,59 @@ def _differences(value: Any, default: Any, dotted: str) -> list[str]:
   return [] if value == default else [f"{dotted}={value!r}"]
 
 
-def check(config: ml_collections.ConfigDict) -> None:
+def check(config: Settings | ml_collections.ConfigDict) -> None:
   """Refuses a lottery config the run cannot follow, before anything is trained or written.
 
-  Checks the ``lottery`` block (rates, rounds, distribution, rewind step, controls), and
+  The ``lottery`` block's own values (rates, rounds, distribution, rewind step, controls)
+  are checked when the config is resolved (`jaxprune.train.settings.resolve`); this adds
   that the settings every round sets itself (`SET_BY_ROUNDS`) and those no round reads
   (`NOT_READ`) are left as configs/lottery.py has them: another value would be silently
   overridden or ignored. `check_experiment` adds the checks that need the model and data.
 
   Args:
-    config: a config with a ``lottery`` block.
+    config: a config with a ``lottery`` block, or its settings.
 
   Raises:
     ValueError: naming the setting, why the lottery cannot use it, and the flag to use.
 
   Example:
-    >>> from jaxprune.train.config import load_config
     >>> check(load_config("lottery"))
     >>> check(load_config("lottery", {"pruning.sparsity": 0.5}))
     Traceback (most recent call last):
     ...
     ValueError: A lottery run sets config.pruning.sparsity itself; got 0.5, which it would ...
   """
-  lot = config.lottery
-  if not config.checkpoint.enabled:
+  settings = settings_lib.ensure(config)
+  if not settings.checkpoint.enabled:
     raise ValueError(
       "A lottery run resumes from its rounds' checkpoints; got config.checkpoint.enabled="
       "False. Use --config.checkpoint.enabled=True."
     )
   for dotted, (expected, why) in SET_BY_ROUNDS.items():
-    value = _field(config, dotted)
+    value = settings.field(dotted)
     if value != expected:
       raise ValueError(
         f"A lottery run sets config.{dotted} itself; got {value!r}, which it would "
         f"override: {why}. Leave --config.{dotted}={expected!r} (as configs/lottery.py has it)."
       )
-  default = load_config("default")
+  default = settings_lib.resolve(load_config("default"))
   for dotted, why in NOT_READ.items():
-    changed = _differences(_field(config, dotted), _field(default, dotted), dotted)
+    changed = _differences(settings.field(dotted), default.field(dotted), dotted)
     if changed:
       raise ValueError(
         f"A lottery run does not read config.{dotted}; got {', '.join(changed)}, which it "
         f"would ignore: {why}. Leave config.{dotted} at configs/lottery.py's value "
-        f"({_field(default, dotted)!r})."
-      )
-  if not 0.0 < float(lot.rate) < 1.0 or not 0.0 <= float(lot.output_rate) < 1.0:
-    raise ValueError(
-      f"config.lottery.rate={lot.rate} and output_rate={lot.output_rate} are fractions of "
-      "the remaining weights removed per round; expected 0 < rate < 1 and 0 <= output_rate "
-      "< 1, e.g. --config.lottery.rate=0.2 --config.lottery.output_rate=0.1."
-    )
-  if int(lot.rounds) != lot.rounds or int(lot.rounds) < 0:
-    raise ValueError(
-      f"config.lottery.rounds={lot.rounds!r} counts the pruning rounds after the dense one; "
-      "expected an integer >= 0, e.g. --config.lottery.rounds=15."
-    )
-  if lot.distribution not in DISTRIBUTIONS:
-    raise ValueError(
-      f"Unknown config.lottery.distribution {lot.distribution!r}; expected one of "
-      f"{DISTRIBUTIONS}, e.g. --config.lottery.distribution=layerwise."
-    )
-  if int(lot.rewind_step) != lot.rewind_step or int(lot.rewind_step) < 0:
-    raise ValueError(
-      f"config.lottery.rewind_step={lot.rewind_step!r} is the step of round 0 the later rounds "
-      "rewind to; expected an integer >= 0 (0 = initialisation), e.g. "
-      "--config.lottery.rewind_step=0."
-    )
-  unknown = [c for c in _controls(lot) if c not in CONTROLS]
-  if unknown:
-    raise ValueError(
-      f"Unknown config.lottery.controls {unknown}; expected a comma-separated subset of "
-      f"{CONTROLS}, e.g. --config.lottery.controls=reinit,random (or '' for none)."
-    )
-  for name in CONTROLS:
-    rounds = control_rounds(lot, name)
-    if rounds is None:
-      continue
-    if name not in _controls(lot):  # the setting would be ignored
-      raise ValueError(
-        f"config.lottery.{name}_rounds={lot.get(f'{name}_rounds')!r} but the {name!r} "
-        f"control is not run (config.lottery.controls={lot.controls!r}); add it, e.g. "
-        f"--config.lottery.controls=reinit,random, or set --config.lottery.{name}_rounds=''."
-      )
-    if max(rounds) > int(lot.rounds):
-      raise ValueError(
-        f"config.lottery.{name}_rounds={lot.get(f'{name}_rounds')!r} names rounds after the "
-        f"last one (config.lottery.rounds={lot.rounds}); expected rounds in 1..{lot.rounds}, "
-        f"e.g. --config.lottery.{name}_rounds={lot.rounds}."
+        f"({default.field(dotted)!r})."
       )
 
 
 def check_experiment(
-  config: ml_collections.ConfigDict, paths: Sequence[str], total_steps: int
+  settings: Settings | ml_collections.ConfigDict, paths: Sequence[str], total_steps: int
 ) -> None:
   """The checks of a lottery config that need its model and data, before round 0 trains.
 
   Args:
-    config: the lottery config.
+    settings: the lottery's settings (or its config).
     paths: the pruned leaves (`prunable_paths`).
     total_steps: the length of each round in steps (`jaxprune.train.experiment.Experiment`).
 
@@ -389,15 +345,15 @@ def check_experiment(
       ``lottery.rewind_step`` is not a step of the run.
 
   Example:
-    >>> from jaxprune.train.config import load_config
     >>> config = load_config("lottery", {"lottery.rewind_step": 100})
     >>> check_experiment(config, ["Dense_0/kernel", "Dense_2/kernel"], total_steps=100)
     Traceback (most recent call last):
     ...
     ValueError: config.lottery.rewind_step=100 is not a step of round 0's 100 steps; ...
   """
-  _rates(config.lottery, paths)
-  rewind_step = int(config.lottery.rewind_step)
+  lottery = settings_lib.ensure(settings).lottery
+  _rates(lottery, paths)
+  rewind_step = lottery.rewind_step
   if not 0 <= rewind_step < total_steps:
     raise ValueError(
       f"config.lottery.rewind_step={rewind_step} is not a step of round 0's {total_steps} "
@@ -406,41 +362,12 @@ def check_experiment(
     )
 
 
-def _controls(lot: ml_collections.ConfigDict) -> list[str]:
-  return [c.strip() for c in str(lot.controls).split(",") if c.strip()]
-
-
-def control_rounds(lot: ml_collections.ConfigDict, name: str) -> set[int] | None:
-  """The rounds control ``name`` runs in (``lottery.<name>_rounds``); None = every round >= 1.
-
-  Example:
-    >>> import ml_collections
-    >>> lot = ml_collections.ConfigDict({"random_rounds": "7, 12", "reinit_rounds": ""})
-    >>> sorted(control_rounds(lot, "random")), control_rounds(lot, "reinit")
-    ([7, 12], None)
-  """
-  spec = str(lot.get(f"{name}_rounds", "")).strip()
-  if not spec:
-    return None
-  try:
-    rounds = {int(r) for r in spec.split(",") if r.strip()}
-  except ValueError:
-    rounds = set()
-  if not rounds or min(rounds) < 1:
-    raise ValueError(
-      f"config.lottery.{name}_rounds={spec!r}; expected comma-separated rounds >= 1 (the "
-      f"controls of round 0, the dense network, do not exist), e.g. "
-      f"--config.lottery.{name}_rounds=7,12, or '' for every round."
-    )
-  return rounds
-
-
-def _train(config: ml_collections.ConfigDict, workdir: Path, **kwargs: Any) -> dict[str, Any]:
+def _train(settings: Settings, workdir: Path, **kwargs: Any) -> dict[str, Any]:
   """Trains (or resumes) one run; a run whose ``summary.json`` exists is finished."""
   summary = workdir / "summary.json"
   if summary.is_file() and "stop_step" not in kwargs:
     return json.loads(summary.read_text())
-  return train_and_evaluate(config, workdir, verbose=False, **kwargs)
+  return train_and_evaluate(settings, workdir, verbose=False, **kwargs)
 
 
 def _mask_stats(masks: PyTree, paths: Sequence[str]) -> dict[str, Any]:
@@ -460,12 +387,15 @@ def _entry(workdir: Path, summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(
-  config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, verbose: bool = True
+  config: ml_collections.ConfigDict | Settings,
+  workdir: str | os.PathLike,
+  *,
+  verbose: bool = True,
 ) -> dict[str, Any]:
   """Runs (or resumes) the lottery experiment of ``config`` in ``workdir``.
 
   Args:
-    config: a config with a ``lottery`` block (``configs/lottery.py``).
+    config: a config with a ``lottery`` block (``configs/lottery.py``), or its settings.
     workdir: the experiment folder: ``rewind.npz``, ``round_<r>/`` (trainer workdirs with
       ``masks.npz``), ``controls/<name>/round_<r>/``, ``lottery.json``, ``lottery.png``.
     verbose: print one line per finished run.
@@ -475,91 +405,129 @@ def run(
     counts, and for the ticket and each control its test and validation error and
     early-stopping step.
   """
-  check(config)
+  settings = settings_lib.ensure(config)
+  check(settings)
   # Every setting is checked before anything is trained or written.
-  dense = experiment.build(config, verbose=False)
+  dense = experiment.build(settings, verbose=False)
   shapes = jax.eval_shape(dense.create_state).params
-  check_experiment(config, prunable_paths(dense.config, shapes), dense.total_steps)
+  check_experiment(settings, prunable_paths(dense.settings, shapes), dense.total_steps)
   workdir = Path(workdir)
-  lot = config.lottery
-  rewind_step = int(lot.rewind_step)
-  controls = {name: control_rounds(lot, name) for name in _controls(lot)}
-  rewind = workdir / "rewind.npz"
+  exp0 = _round_0(settings, workdir, shapes, verbose)
+  base = exp0.settings  # on the fallback data, if it fell back
+  like = jax.eval_shape(exp0.create_state).params
+  paths = prunable_paths(base, like)
+  results = []
+  for r in range(base.lottery.rounds + 1):
+    results.append(_round(base, exp0, workdir, r, like, paths, verbose))
+    out = _result(base, exp0.splits.name, paths, results)
+    write_json(workdir / "lottery.json", out)
+  if base.report.plots:
+    plot(out, workdir / "lottery.png")
+  return out
 
-  def say(text: str) -> None:
-    if verbose:
-      print(text, flush=True)
 
+def _round_0(
+  settings: Settings, workdir: Path, shapes: PyTree, verbose: bool
+) -> experiment.Experiment:
+  """Round 0's experiment (dense: all-True masks); writes the rewind point if missing.
+
+  The rewind point is round 0's params at step ``lottery.rewind_step``: its
+  initialisation, or a run of round 0 stopped there.
+  """
   masks0 = workdir / "round_0" / "masks.npz"
   if not masks0.is_file():
     export.save_tree(masks0, jax.tree.map(lambda x: np.ones(x.shape, bool), shapes))
-  cfg0 = round_config(config, masks0, None)
-  exp0 = experiment.build(cfg0, verbose=verbose)
-  config = exp0.config.copy_and_resolve_references()  # on the fallback data, if it fell back
-  cfg0 = exp0.config
-  state0 = jax.eval_shape(exp0.create_state)
-  paths = prunable_paths(cfg0, state0.params)
-
-  # Round 0 (dense); its params at step `rewind_step` are the rewind point.
+  exp0 = experiment.build(round_settings(settings, masks0, None), verbose=verbose)
+  rewind = workdir / "rewind.npz"
   if not rewind.is_file():
-    if rewind_step == 0:
+    if exp0.settings.lottery.rewind_step == 0:
       export.save_tree(rewind, exp0.create_state().params)
     else:
-      _train(cfg0, workdir / "round_0", stop_step=rewind_step)
-      export.save_tree(rewind, experiment.load_state(cfg0, workdir / "round_0").params)
-  results = []
-  for r in range(int(lot.rounds) + 1):
-    rdir = workdir / f"round_{r}"
-    masks_path = rdir / "masks.npz"
-    if r > 0 and not masks_path.is_file():
-      prev = workdir / f"round_{r - 1}"
-      prev_cfg = round_config(config, prev / "masks.npz", None if r == 1 else rewind)
-      trained = experiment.load_state(prev_cfg, prev)
-      export.save_tree(
-        masks_path,
-        next_masks(trained.params, jaxprune.masks_of(trained.opt_state), r, lot, paths),
-      )
-    masks = export.load_tree(masks_path, state0.params, what="masks")
-    cfg = round_config(config, masks_path, None if r == 0 else rewind)
-    row = {"round": r, **_mask_stats(masks, paths)}
-    row["ticket"] = _entry(rdir, _train(cfg, rdir))
-    say(_line(r, "ticket", row))
-    for name, only in controls.items() if r > 0 else ():
-      if only is not None and r not in only:
-        continue
-      cdir = workdir / "controls" / name / f"round_{r}"
-      seq = np.random.SeedSequence([int(config.seed), r, CONTROLS.index(name)])
-      seed = int(seq.generate_state(1)[0] % 2**31)
-      if name == "reinit":
-        start = cdir / "params.npz"
-        if not start.is_file():
-          fresh = create_train_state(exp0.model, exp0.tx, exp0.input_shape, seed).params
-          export.save_tree(start, fresh)
-        ccfg = round_config(config, masks_path, start)
-      else:
-        cmasks = cdir / "masks.npz"
-        if not cmasks.is_file():
-          export.save_tree(cmasks, random_masks(masks, paths, jax.random.key(seed)))
-        ccfg = round_config(config, cmasks, rewind)
-      row[name] = _entry(cdir, _train(ccfg, cdir))
-      say(_line(r, name, row))
-    results.append(row)
-    out = {
-      "rate": float(lot.rate),
-      "output_rate": float(lot.output_rate),
-      "output_layer": lot.output_layer,
-      "distribution": lot.distribution,
-      "rewind_step": rewind_step,
-      "seed": int(config.seed),
-      "dataset": exp0.splits.name,
-      "model": config.model.name,
-      "paths": paths,
-      "rounds": results,
-    }
-    write_json(workdir / "lottery.json", out)
-  if config.report.plots:
-    plot(out, workdir / "lottery.png")
-  return out
+      stop = exp0.settings.lottery.rewind_step
+      _train(exp0.settings, workdir / "round_0", stop_step=stop)
+      export.save_tree(rewind, experiment.load_state(exp0.settings, workdir / "round_0").params)
+  return exp0
+
+
+def _round(
+  base: Settings,
+  exp0: experiment.Experiment,
+  workdir: Path,
+  r: int,
+  like: PyTree,
+  paths: Sequence[str],
+  verbose: bool,
+) -> dict[str, Any]:
+  """Round ``r``: its masks (pruned from round r - 1's), the ticket and the controls."""
+  rewind = workdir / "rewind.npz"
+  rdir = workdir / f"round_{r}"
+  masks_path = rdir / "masks.npz"
+  if r > 0 and not masks_path.is_file():
+    prev = workdir / f"round_{r - 1}"
+    previous = round_settings(base, prev / "masks.npz", None if r == 1 else rewind)
+    trained = experiment.load_state(previous, prev)
+    masks_of = jaxprune.masks_of(trained.opt_state)
+    export.save_tree(masks_path, next_masks(trained.params, masks_of, r, base.lottery, paths))
+  masks = export.load_tree(masks_path, like, what="masks")
+  ticket = round_settings(base, masks_path, None if r == 0 else rewind)
+  row = {"round": r, **_mask_stats(masks, paths)}
+  row["ticket"] = _entry(rdir, _train(ticket, rdir))
+  if verbose:
+    print(_line(r, "ticket", row), flush=True)
+  for name in base.lottery.controls if r > 0 else ():
+    only = base.lottery.control_rounds(name)
+    if only is not None and r not in only:
+      continue
+    cdir = workdir / "controls" / name / f"round_{r}"
+    control = _control(base, exp0, name, r, cdir, masks_path, masks, paths, rewind)
+    row[name] = _entry(cdir, _train(control, cdir))
+    if verbose:
+      print(_line(r, name, row), flush=True)
+  return row
+
+
+def _control(
+  base: Settings,
+  exp0: experiment.Experiment,
+  name: str,
+  r: int,
+  cdir: Path,
+  masks_path: Path,
+  masks: PyTree,
+  paths: Sequence[str],
+  rewind: Path,
+) -> Settings:
+  """The settings of control ``name`` at round ``r`` (writes its params or masks once)."""
+  seq = np.random.SeedSequence([base.seed, r, CONTROLS.index(name)])
+  seed = int(seq.generate_state(1)[0] % 2**31)
+  if name == "reinit":
+    start = cdir / "params.npz"
+    if not start.is_file():
+      fresh = create_train_state(exp0.model, exp0.tx, exp0.input_shape, seed).params
+      export.save_tree(start, fresh)
+    return round_settings(base, masks_path, start)
+  cmasks = cdir / "masks.npz"
+  if not cmasks.is_file():
+    export.save_tree(cmasks, random_masks(masks, paths, jax.random.key(seed)))
+  return round_settings(base, cmasks, rewind)
+
+
+def _result(
+  base: Settings, dataset: str, paths: Sequence[str], rounds: list[dict[str, Any]]
+) -> dict[str, Any]:
+  lot = base.lottery
+  return {
+    "rate": lot.rate,
+    "output_rate": lot.output_rate,
+    "output_layer": lot.output_layer,
+    "distribution": lot.distribution,
+    "rewind_step": lot.rewind_step,
+    "seed": base.seed,
+    "dataset": dataset,
+    "model": base.model.name,
+    "paths": list(paths),
+    "rounds": rounds,
+  }
 
 
 def _line(r: int, name: str, row: dict[str, Any]) -> str:
@@ -638,7 +606,7 @@ def aggregate(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
   return rows
 
 
-def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+def main(config: ml_collections.ConfigDict | Settings, workdir: str) -> None:
   """The command line's entry for configs with a ``lottery`` block."""
   run(config, workdir)
   print(f"lottery results in {os.path.join(workdir, 'lottery.json')}", file=sys.stderr)

@@ -16,6 +16,7 @@ from ml_collections import config_flags
 
 from jaxprune.train import lottery
 from jaxprune.train.loop import train_and_evaluate
+from jaxprune.train.settings import resolve
 
 
 def show_in_help(*names: str) -> None:
@@ -84,9 +85,10 @@ def main() -> None:
       logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
     if multihost.value:
       initialize_distributed(coordinator.value, num_processes.value, process_id.value)
-    if "lottery" in config.value:  # configs/lottery.py: rounds of pruning and rewinding
-      lottery.main(config.value, workdir.value)
+    settings = resolve(config.value)
+    if settings.lottery is not None:  # configs/lottery.py: rounds of pruning and rewinding
+      lottery.main(settings, workdir.value)
     else:
-      train_and_evaluate(config.value, workdir.value)
+      train_and_evaluate(settings, workdir.value)
 
   app.run(run)

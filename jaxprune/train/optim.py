@@ -1,9 +1,10 @@
-"""Building the optimizer from a config: the inner optax optimizer wrapped in `jaxprune.masked`.
+"""Building the optimizer from resolved settings: the inner optax optimizer in `jaxprune.masked`.
 
-The config's ``optimizer`` block picks the inner optimizer and its learning-rate schedule;
-the ``pruning`` block picks the criterion, the sparsity schedule (in epochs or steps), the
-distribution over layers, the structure and the mask storage. See ``configs/default.py``
-for every field.
+``settings.optimizer`` (`jaxprune.train.settings.Optimizer`) picks the inner optimizer and
+its learning-rate schedule; ``settings.pruning`` (`jaxprune.train.settings.Pruning`) picks
+the criterion, the sparsity schedule (in epochs or steps), the distribution over layers,
+the structure and the mask storage. The settings are checked when resolved, so the
+functions here only build. See ``configs/default.py`` for every field.
 """
 
 from __future__ import annotations
@@ -13,23 +14,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
 import jaxprune
-from jaxprune import distributions, dynamic, schedules, structures
+from jaxprune import distributions, dynamic, schedules
 from jaxprune.train import export
-
-Config = ml_collections.ConfigDict
-
-OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "lion")
-LR_SCHEDULES = ("constant", "cosine", "linear", "step")
-SCHEDULES = ("one_shot", "periodic", "polynomial")
+from jaxprune.train.settings import Optimizer, Pruning, Schedule, Settings, structure_from_string
 
 
-def learning_rate(opt: Config, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
-  """The learning-rate schedule of ``opt`` (``config.optimizer``).
+def learning_rate(opt: Optimizer, total_steps: int, steps_per_epoch: int) -> optax.Schedule:
+  """The learning-rate schedule of ``opt`` (``settings.optimizer``).
 
   ``"constant"``; ``"cosine"``: linear warm-up for ``warmup_epochs`` then cosine decay to
   ``learning_rate * end_lr_factor`` at ``total_steps``; ``"linear"``: the same warm-up then
@@ -37,121 +32,76 @@ def learning_rate(opt: Config, total_steps: int, steps_per_epoch: int) -> optax.
   at each of ``decay_epochs`` (epochs from the start of the run).
 
   Example:
-    >>> import ml_collections
-    >>> opt = ml_collections.ConfigDict(dict(learning_rate=1.0, lr_schedule="cosine",
-    ...                                      warmup_epochs=0.0, end_lr_factor=0.0))
+    >>> from jaxprune.train.settings import Optimizer
+    >>> opt = Optimizer(name="adam", learning_rate=1.0, lr_schedule="cosine", warmup_epochs=0.0,
+    ...                 end_lr_factor=0.0, weight_decay=0.0, momentum=0.9, nesterov=False,
+    ...                 grad_clip_norm=0.0)
     >>> lr = learning_rate(opt, total_steps=100, steps_per_epoch=10)
     >>> [round(float(lr(t)), 6) for t in (0, 25, 50, 100)]  # float32: 0.5 is 0.49999997
     [1.0, 0.853553, 0.5, 0.0]
   """
-  peak = float(opt.learning_rate)
+  peak = opt.learning_rate
   if opt.lr_schedule == "constant":
     return optax.constant_schedule(peak)
-  warmup = int(round(float(opt.warmup_epochs) * steps_per_epoch))
-  end = peak * float(opt.end_lr_factor)
+  warmup = int(round(opt.warmup_epochs * steps_per_epoch))
+  end = peak * opt.end_lr_factor
   decay = max(total_steps - warmup, 1)
   if opt.lr_schedule == "cosine":
-    main = optax.cosine_decay_schedule(peak, decay, alpha=float(opt.end_lr_factor))
+    main = optax.cosine_decay_schedule(peak, decay, alpha=opt.end_lr_factor)
   elif opt.lr_schedule == "linear":
     main = optax.linear_schedule(peak, end, decay)
-  elif opt.lr_schedule == "step":
-    factor = float(opt.get("decay_factor", 0.1))
-    bounds = [int(round(float(e) * steps_per_epoch)) - warmup for e in opt.get("decay_epochs", ())]
-    main = optax.piecewise_constant_schedule(peak, {b: factor for b in bounds if b > 0})
-  else:
-    raise ValueError(
-      f"Unknown config.optimizer.lr_schedule {opt.lr_schedule!r}; expected one of "
-      f"{LR_SCHEDULES}, e.g. --config.optimizer.lr_schedule=cosine."
-    )
+  else:  # "step" (`jaxprune.train.settings.check` refused any other name)
+    bounds = [int(round(e * steps_per_epoch)) - warmup for e in opt.decay_epochs]
+    main = optax.piecewise_constant_schedule(peak, {b: opt.decay_factor for b in bounds if b > 0})
   if warmup == 0:
     return main
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
 
 
-def inner_optimizer(opt: Config, lr: optax.Schedule) -> optax.GradientTransformation:
+def inner_optimizer(opt: Optimizer, lr: optax.Schedule) -> optax.GradientTransformation:
   """The optimizer ``jaxprune.masked`` wraps: ``opt.name`` with ``lr``, optional clipping.
 
   Example:
-    >>> import ml_collections, optax
-    >>> opt = ml_collections.ConfigDict(dict(name="sgd", momentum=0.9, nesterov=True,
-    ...                                      weight_decay=0.0, grad_clip_norm=0.0))
+    >>> import optax
+    >>> from jaxprune.train.settings import Optimizer
+    >>> opt = Optimizer(name="sgd", learning_rate=0.1, lr_schedule="constant", warmup_epochs=0.0,
+    ...                 end_lr_factor=0.0, weight_decay=0.0, momentum=0.9, nesterov=True,
+    ...                 grad_clip_norm=0.0)
     >>> tx = inner_optimizer(opt, optax.constant_schedule(0.1))
   """
   name = opt.name
   if name == "adam":
     tx = optax.adam(lr)
   elif name == "adamw":
-    tx = optax.adamw(lr, weight_decay=float(opt.weight_decay))
+    tx = optax.adamw(lr, weight_decay=opt.weight_decay)
   elif name in ("sgd", "momentum"):
-    momentum = float(opt.momentum) if name == "momentum" or opt.momentum else None
-    tx = optax.sgd(lr, momentum=momentum, nesterov=bool(opt.nesterov) and bool(momentum))
-  elif name == "lion":
-    tx = optax.lion(lr, weight_decay=float(opt.weight_decay))
-  else:
-    raise ValueError(
-      f"Unknown config.optimizer.name {name!r}; expected one of {OPTIMIZERS}, e.g. "
-      "--config.optimizer.name=adamw."
-    )
-  if name in ("adam", "sgd", "momentum") and float(opt.weight_decay):
-    tx = optax.chain(optax.add_decayed_weights(float(opt.weight_decay)), tx)
-  if float(opt.grad_clip_norm):
-    tx = optax.chain(optax.clip_by_global_norm(float(opt.grad_clip_norm)), tx)
+    momentum = opt.momentum if name == "momentum" or opt.momentum else None
+    tx = optax.sgd(lr, momentum=momentum, nesterov=opt.nesterov and bool(momentum))
+  else:  # "lion" (`jaxprune.train.settings.check` refused any other name)
+    tx = optax.lion(lr, weight_decay=opt.weight_decay)
+  if name in ("adam", "sgd", "momentum") and opt.weight_decay:
+    tx = optax.chain(optax.add_decayed_weights(opt.weight_decay), tx)
+  if opt.grad_clip_norm:
+    tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
   return tx
 
 
-def structure_from_string(spec: str) -> Any:
-  """Parses ``config.pruning.structure``.
-
-  ``"unstructured"``, ``"channels"`` (whole output neurons / filters), ``"N:M"`` (keep N
-  of every M along the input axis, e.g. ``"2:4"``), ``"block:RxC"`` (tiles, e.g.
-  ``"block:4x4"``), ``"rows"`` (unstructured with the same count per output neuron).
-
-  Example:
-    >>> structure_from_string("2:4")
-    NOfM(n=2, m=4, axis=None)
-    >>> structure_from_string("block:4x4")
-    Block(shape=(4, 4))
-  """
-  spec = spec.strip().lower()
-  if spec in ("", "unstructured"):
-    return structures.unstructured()
-  if spec == "rows":
-    return structures.unstructured(within=-1)
-  if spec in ("channels", "units", "neurons"):
-    return structures.channels()
-  if m := re.fullmatch(r"(\d+):(\d+)", spec):
-    return structures.n_of_m(int(m.group(1)), int(m.group(2)))
-  if m := re.fullmatch(r"block:(\d+(?:x\d+)*)", spec):
-    return structures.block(tuple(int(d) for d in m.group(1).split("x")))
-  raise ValueError(
-    f"Unknown config.pruning.structure {spec!r}; expected 'unstructured', 'channels', "
-    "'rows', 'N:M' (e.g. '2:4') or 'block:RxC' (e.g. 'block:4x4'). "
-    "Example: --config.pruning.structure=channels."
-  )
-
-
 def _to_steps(value: float, unit: str, steps_per_epoch: int) -> int:
-  return int(round(float(value) * (steps_per_epoch if unit == "epochs" else 1)))
+  return int(round(value * (steps_per_epoch if unit == "epochs" else 1)))
 
 
-def pruning_schedule(sched: Config, steps_per_epoch: int) -> schedules.Schedule:
-  """The sparsity schedule of ``config.pruning.schedule``, converted to steps.
+def pruning_schedule(sched: Schedule, steps_per_epoch: int) -> schedules.Schedule:
+  """The sparsity schedule of ``settings.pruning.schedule``, converted to steps.
 
   ``begin``, ``end`` and ``every`` are in ``unit`` (``"epochs"`` or ``"steps"``); epochs
   become ``round(value * steps_per_epoch)`` steps (``every`` at least 1).
 
   Example:
-    >>> import ml_collections
-    >>> sched = ml_collections.ConfigDict(dict(kind="polynomial", unit="epochs", begin=1.0,
-    ...                                        end=5.0, every=0.5, power=3.0, initial=0.0))
+    >>> from jaxprune.train.settings import Schedule
+    >>> sched = Schedule(kind="polynomial", unit="epochs", begin=1.0, end=5.0, every=0.5)
     >>> pruning_schedule(sched, steps_per_epoch=100)
     Polynomial(begin=100, end=500, every=50, power=3.0, initial=0.0)
   """
-  if sched.unit not in ("epochs", "steps"):
-    raise ValueError(
-      f"config.pruning.schedule.unit must be 'epochs' or 'steps'; got {sched.unit!r}. "
-      "Example: --config.pruning.schedule.unit=steps."
-    )
   begin = _to_steps(sched.begin, sched.unit, steps_per_epoch)
   if sched.kind == "one_shot":
     return schedules.one_shot(begin)
@@ -159,24 +109,18 @@ def pruning_schedule(sched: Config, steps_per_epoch: int) -> schedules.Schedule:
   end = _to_steps(sched.end, sched.unit, steps_per_epoch)
   if sched.kind == "periodic":
     return schedules.periodic(every, begin, end if end > begin else None)
-  if sched.kind == "polynomial":
-    end = max(end, begin + 1)
-    return schedules.polynomial(begin, end, every, float(sched.power), float(sched.initial))
-  raise ValueError(
-    f"Unknown config.pruning.schedule.kind {sched.kind!r}; expected one of {SCHEDULES}, "
-    "e.g. --config.pruning.schedule.kind=one_shot."
-  )
+  end = max(end, begin + 1)  # "polynomial" (`jaxprune.train.settings.check` refused others)
+  return schedules.polynomial(begin, end, every, sched.power, sched.initial)
 
 
-def last_mask_update(sched: Config, steps_per_epoch: int) -> int | None:
+def last_mask_update(sched: Schedule, steps_per_epoch: int) -> int | None:
   """The step of the schedule's last mask update (None for periodic without an end).
 
   A run must be longer than this step to reach the target sparsity.
 
   Example:
-    >>> import ml_collections
-    >>> sched = ml_collections.ConfigDict(dict(kind="one_shot", unit="epochs", begin=2.0))
-    >>> last_mask_update(sched, steps_per_epoch=100)
+    >>> from jaxprune.train.settings import Schedule
+    >>> last_mask_update(Schedule(kind="one_shot", unit="epochs", begin=2.0), steps_per_epoch=100)
     200
   """
   built = pruning_schedule(sched, steps_per_epoch)
@@ -185,53 +129,47 @@ def last_mask_update(sched: Config, steps_per_epoch: int) -> int | None:
   return built.end
 
 
-def mask_update_steps(config: Config, steps_per_epoch: int, total_steps: int) -> np.ndarray:
+def mask_update_steps(pruning: Pruning, steps_per_epoch: int, total_steps: int) -> np.ndarray:
   """Which steps of the run update masks: ``bool[total_steps]`` from the pruning schedule.
 
-  The trainer compiles a second step without the mask-update branch
-  (``masks_frozen=True``) and uses it wherever this is False.
+  All False when pruning is disabled or the masks are fixed. The trainer compiles a
+  second step without the mask-update branch (``masks_frozen=True``) and uses it wherever
+  this is False.
 
   Example:
     >>> from jaxprune.train.config import load_config
-    >>> config = load_config("default", {"pruning.schedule.unit": "steps",
-    ...   "pruning.schedule.begin": 2, "pruning.schedule.end": 6, "pruning.schedule.every": 2})
-    >>> mask_update_steps(config, steps_per_epoch=10, total_steps=8).nonzero()[0].tolist()
+    >>> from jaxprune.train.settings import resolve
+    >>> s = resolve(load_config("default", {"pruning.schedule.unit": "steps",
+    ...   "pruning.schedule.begin": 2, "pruning.schedule.end": 6, "pruning.schedule.every": 2}))
+    >>> mask_update_steps(s.pruning, steps_per_epoch=10, total_steps=8).nonzero()[0].tolist()
     [2, 4, 6]
   """
-  pruning = config.pruning
-  if fixed_masks(pruning):
+  if not pruning.enabled or pruning.fixed_masks:
     return np.zeros(total_steps, bool)
   schedule = pruning_schedule(pruning.schedule, steps_per_epoch)
-  target = float(pruning.sparsity)
+  target = pruning.sparsity
   update = jax.jit(jax.vmap(lambda t: schedule(t, target)[0]))
   return np.asarray(update(jnp.arange(total_steps, dtype=jnp.int32)), bool)
 
 
-def distribution_from_config(pruning: Config) -> Any:
-  """``config.pruning.distribution``, with the leaves matching ``pruning.dense`` kept dense.
+def distribution_from_config(pruning: Pruning) -> Any:
+  """``pruning.distribution``, with the leaves matching ``pruning.dense`` kept dense.
 
   ``dense`` is a regex over "/"-joined parameter paths (full match), e.g. ``"Dense_2/.*"``
-  to leave LeNet's output layer unpruned; it combines with ``"uniform"`` only.
+  to leave LeNet's output layer unpruned; it combines with ``"uniform"`` only (which
+  `jaxprune.train.settings.check` ensures).
 
   Example:
-    >>> import ml_collections
-    >>> pruning = ml_collections.ConfigDict(
-    ...   dict(distribution="uniform", dense="Dense_2/.*", sparsity=0.9))
-    >>> dist = distribution_from_config(pruning)
+    >>> from jaxprune.train.config import load_config
+    >>> from jaxprune.train.settings import resolve
+    >>> dist = distribution_from_config(resolve(load_config("channels")).pruning)
     >>> type(dist).__name__
     'ByPath'
   """
-  name, dense = pruning.distribution, pruning.dense
-  if not dense:
-    return distributions.get(name)
-  if name != "uniform":
-    raise ValueError(
-      f"config.pruning.dense={dense!r} (leaves kept dense) works with the 'uniform' "
-      f"distribution only; got distribution={name!r}. Use --config.pruning.dense='' or "
-      "--config.pruning.distribution=uniform."
-    )
-  pattern = re.compile(dense)
-  sparsity = float(pruning.sparsity)
+  if not pruning.dense:
+    return distributions.get(pruning.distribution)
+  pattern = re.compile(pruning.dense)
+  sparsity = pruning.sparsity
 
   def rule(path: str, leaf: Any) -> float | None:
     if pattern.fullmatch(path) or not distributions.default_prunable(path, leaf):
@@ -242,7 +180,7 @@ def distribution_from_config(pruning: Config) -> Any:
 
 
 def dynamic_optimizer(
-  inner: optax.GradientTransformation, pruning: Config, steps_per_epoch: int
+  inner: optax.GradientTransformation, pruning: Pruning, steps_per_epoch: int
 ) -> optax.GradientTransformation | None:
   """The `jaxprune.dynamic` optimizer ``pruning`` asks for, or None for plain `masked`.
 
@@ -254,34 +192,32 @@ def dynamic_optimizer(
 
   ``method``, ``drop_fraction`` and ``decay`` are optional fields (configs/rigl.py,
   configs/static_erk.py, configs/sr_ste.py set them).
+
+  Raises:
+    ValueError: for drop and grow on a schedule that is not periodic with an end, in
+      steps of this run.
   """
-  method = pruning.get("method", "masked")
-  sparsity = float(pruning.sparsity)
+  sparsity = pruning.sparsity
   schedule = pruning_schedule(pruning.schedule, steps_per_epoch)
   common = dict(
     distribution=distribution_from_config(pruning),
     structure=structure_from_string(pruning.structure),
   )
-  if method == "ste":
+  if pruning.method == "ste":
     return dynamic.ste(
       inner,
       sparsity,
       schedule=schedule,
-      decay=float(pruning.get("decay", 0.0)),
+      decay=pruning.decay,
       criterion=pruning.criterion,
-      seed=int(pruning.seed),
+      seed=pruning.seed,
       **common,
     )
-  if method == "static":
-    key = jax.random.key(int(pruning.seed))
+  if pruning.method == "static":
+    key = jax.random.key(pruning.seed)
     masks = lambda p: jaxprune.prune(p, sparsity, criterion=pruning.criterion, key=key, **common)[1]
-    return dynamic.static(inner, masks, packed=bool(pruning.packed))
-  if method != "masked":
-    raise ValueError(
-      f"Unknown config.pruning.method {method!r}; expected 'masked', 'static' or 'ste'. "
-      "Drop and grow is method 'masked' with criterion 'rigl' or 'set'."
-    )
-  if pruning.criterion not in ("rigl", "set"):
+    return dynamic.static(inner, masks, packed=pruning.packed)
+  if not pruning.drop_and_grow:
     return None
   if not isinstance(schedule, schedules.Periodic) or schedule.end is None:
     raise ValueError(
@@ -296,31 +232,20 @@ def dynamic_optimizer(
     every=schedule.every,
     begin=schedule.begin,
     end=schedule.end,
-    alpha=float(pruning.get("drop_fraction", 0.3)),
-    packed=bool(pruning.packed),
-    seed=int(pruning.seed),
+    alpha=pruning.drop_fraction,
+    packed=pruning.packed,
+    seed=pruning.seed,
     **common,
   )
 
 
-def fixed_masks(pruning: Config) -> bool:
-  """Whether the run trains with fixed ``initial_masks`` (given, and sparsity 0).
-
-  Example:
-    >>> import ml_collections
-    >>> fixed_masks(ml_collections.ConfigDict(dict(initial_masks="m.npz", sparsity=0.0)))
-    True
-  """
-  return bool(pruning.get("initial_masks")) and float(pruning.sparsity) == 0.0
-
-
-def initial_masks(pruning: Config) -> Any:
+def initial_masks(pruning: Pruning) -> Any:
   """``params -> masks`` read from ``pruning.initial_masks`` (an .npz), or None if unset.
 
   The file is read once, at the first call, and checked against the params' paths and
   shapes (`jaxprune.train.export.load_tree`).
   """
-  path = pruning.get("initial_masks")
+  path = pruning.initial_masks
   if not path:
     return None
   loaded: list[Any] = []
@@ -333,37 +258,31 @@ def initial_masks(pruning: Config) -> Any:
   return masks
 
 
-def target_sparsity(pruning: Config) -> float | None:
-  """``config.pruning.sparsity`` for `jaxprune.masked`: ``None`` for threshold criteria.
+def target_sparsity(pruning: Pruning) -> float | None:
+  """``pruning.sparsity`` for `jaxprune.masked`: ``None`` for threshold criteria.
 
-  Criteria such as ``"log_alpha"`` learn the sparsity, so the config must leave it at 0
-  (a nonzero value would be ignored, which is an error).
+  Criteria such as ``"log_alpha"`` learn the sparsity (the settings leave it at 0).
 
   Example:
-    >>> import ml_collections
-    >>> target_sparsity(ml_collections.ConfigDict(dict(criterion="log_alpha", sparsity=0.0)))
-    >>> target_sparsity(ml_collections.ConfigDict(dict(criterion="magnitude", sparsity=0.9)))
+    >>> from jaxprune.train.config import load_config
+    >>> from jaxprune.train.settings import resolve
+    >>> target_sparsity(resolve(load_config("variational_dropout")).pruning)
+    >>> target_sparsity(resolve(load_config("default")).pruning)
     0.9
   """
-  value = float(pruning.sparsity)
   if jaxprune.criteria.get(pruning.criterion).threshold is None:
-    return value
-  if value != 0.0:
-    raise ValueError(
-      f"config.pruning.criterion={pruning.criterion!r} learns the sparsity (a threshold "
-      f"criterion), so config.pruning.sparsity={value} would be ignored. Leave it at 0: "
-      "--config.pruning.sparsity=0."
-    )
+    return pruning.sparsity
   return None
 
 
 def make_optimizer(
-  config: Config, steps_per_epoch: int, total_steps: int
+  settings: Settings, steps_per_epoch: int, total_steps: int
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The run's optimizer: ``jaxprune.masked(inner, ...)``, or ``inner`` when pruning is off.
 
   Args:
-    config: the experiment config (``optimizer`` and ``pruning`` blocks are read).
+    settings: the resolved settings (``optimizer``, ``pruning`` and ``train.start_step``
+      are read).
     steps_per_epoch: training steps per epoch (to convert epoch-based schedules).
     total_steps: length of the run in steps (for the learning-rate decay).
 
@@ -372,29 +291,24 @@ def make_optimizer(
 
   Example:
     >>> from jaxprune.train.config import load_config
-    >>> config = load_config("default", {"pruning.criterion": "snip"})
-    >>> tx, lr = make_optimizer(config, steps_per_epoch=468, total_steps=9360)
+    >>> from jaxprune.train.settings import resolve
+    >>> s = resolve(load_config("default", {"pruning.criterion": "snip"}))
+    >>> tx, lr = make_optimizer(s, steps_per_epoch=468, total_steps=9360)
+    >>> round(float(lr(0)), 6)
+    0.001
   """
-  lr = learning_rate(config.optimizer, total_steps, steps_per_epoch)
-  start = int(config.train.get("start_step", 0))
+  lr = learning_rate(settings.optimizer, total_steps, steps_per_epoch)
+  start = settings.train.start_step
   # A run started at step k (rewound) has a fresh optimizer whose count starts at 0.
   inner_lr = lr if start == 0 else (lambda count: lr(count + start))
-  inner = inner_optimizer(config.optimizer, inner_lr)
-  pruning = config.pruning
+  inner = inner_optimizer(settings.optimizer, inner_lr)
+  pruning = settings.pruning
   if not pruning.enabled:
     return inner, lr
-  masks = initial_masks(pruning)
   dynamic_tx = dynamic_optimizer(inner, pruning, steps_per_epoch)
   if dynamic_tx is not None:
-    if masks is not None:
-      raise ValueError(
-        f"config.pruning.initial_masks={pruning.initial_masks!r} works with "
-        "config.pruning.method='masked' and a pruning (not drop-and-grow) criterion; got "
-        f"method={pruning.get('method', 'masked')!r}, criterion={pruning.criterion!r}. Use "
-        "--config.pruning.method=masked --config.pruning.criterion=magnitude."
-      )
     return dynamic_tx, lr
-  fixed = fixed_masks(pruning)
+  fixed = pruning.fixed_masks
   tx = jaxprune.masked(
     inner,
     None if fixed else target_sparsity(pruning),
@@ -402,8 +316,8 @@ def make_optimizer(
     schedule=None if fixed else pruning_schedule(pruning.schedule, steps_per_epoch),
     distribution=distribution_from_config(pruning),
     structure=structure_from_string(pruning.structure),
-    packed=bool(pruning.packed),
-    seed=int(pruning.seed),
-    initial_masks=masks,
+    packed=pruning.packed,
+    seed=pruning.seed,
+    initial_masks=initial_masks(pruning),
   )
   return tx, lr

@@ -1,4 +1,4 @@
-"""The loss penalty of learned-sparsity methods, built from ``config.train.penalty``.
+"""The loss penalty of learned-sparsity methods, built from ``settings.train.penalty``.
 
 ``"kl"`` is variational dropout's KL term (`jaxprune.bayes.kl_penalty`) and ``"l0"`` the
 expected L0 norm of hard-concrete gates (`jaxprune.bayes.l0_penalty`). Either is weighted
@@ -12,44 +12,38 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import ml_collections
 
 from jaxprune import bayes
+from jaxprune.train.settings import Train
 
 Penalty = Callable[[Any, jax.Array], jax.Array]
 TERMS = {"kl": bayes.kl_penalty, "l0": bayes.l0_penalty}
 
 
-def make_penalty(
-  train: ml_collections.ConfigDict, num_examples: int, steps_per_epoch: int
-) -> Penalty | None:
-  """``penalty(params, step) -> scalar`` for ``config.train``, or None without a penalty.
+def make_penalty(train: Train, num_examples: int, steps_per_epoch: int) -> Penalty | None:
+  """``penalty(params, step) -> scalar`` for ``settings.train``, or None without a penalty.
 
   Args:
-    train: ``config.train`` (``penalty``, ``penalty_weight``, ``penalty_warmup_epochs``,
-      ``penalty_ramp_epochs``).
+    train: ``settings.train`` (``penalty``, ``penalty_weight``, ``penalty_warmup_epochs``,
+      ``penalty_ramp_epochs``); `jaxprune.train.settings.check` refused unknown names.
     num_examples: N, the size of the training split.
     steps_per_epoch: steps in one epoch (the warm-up and ramp are given in epochs).
 
   Example:
-    >>> import ml_collections
-    >>> train = ml_collections.ConfigDict(dict(penalty="kl", penalty_weight=1.0,
-    ...     penalty_warmup_epochs=1.0, penalty_ramp_epochs=0.0))
+    >>> import dataclasses
+    >>> from jaxprune.train.config import load_config
+    >>> from jaxprune.train.settings import resolve
+    >>> train = dataclasses.replace(resolve(load_config("default")).train, penalty="kl",
+    ...                             penalty_warmup_epochs=1.0)
     >>> penalty = make_penalty(train, num_examples=100, steps_per_epoch=10)
     >>> float(penalty({}, 0)), float(penalty({}, 10))  # no variational layer: 0
     (0.0, 0.0)
   """
-  name = train.get("penalty", "")
-  if not name:
+  if not train.penalty:
     return None
-  if name not in TERMS:
-    raise ValueError(
-      f"config.train.penalty={name!r} is not a known penalty; expected '' (none), 'kl' "
-      "(variational dropout) or 'l0' (L0 gates), e.g. --config.train.penalty=kl."
-    )
-  term, weight = TERMS[name], float(train.penalty_weight)
-  warmup = int(round(float(train.penalty_warmup_epochs) * steps_per_epoch))
-  ramp = int(round(float(train.penalty_ramp_epochs) * steps_per_epoch))
+  term, weight = TERMS[train.penalty], train.penalty_weight
+  warmup = int(round(train.penalty_warmup_epochs * steps_per_epoch))
+  ramp = int(round(train.penalty_ramp_epochs * steps_per_epoch))
 
   def penalty(params: Any, step: jax.Array) -> jax.Array:
     scale = bayes.kl_weight(step, num_examples=num_examples, warmup_steps=warmup, ramp_steps=ramp)

@@ -1,11 +1,11 @@
 """BatchNorm recalibration in the trainer: after the run's last mask update (one-shot pruning).
 
-``config.pruning.recalibrate_bn`` sets it: the BatchNorm statistics are re-estimated with
-`jaxprune.recalibrate_batch_stats` over that many batches of the training split (the
-first full batches of ``train.batch_size`` examples, in index order, without
-augmentation) right after the step of the schedule's last mask update, so the
-evaluations that follow (and a run whose one-shot pruning is at its last step) read
-statistics of the pruned network, not the dense one's.
+``config.pruning.recalibrate_bn`` (``settings.pruning.recalibrate_bn``) sets it: the
+BatchNorm statistics are re-estimated with `jaxprune.recalibrate_batch_stats` over that
+many batches of the training split (the first full batches of ``train.batch_size``
+examples, in index order, without augmentation) right after the step of the schedule's
+last mask update, so the evaluations that follow (and a run whose one-shot pruning is at
+its last step) read statistics of the pruned network, not the dense one's.
 
 * ``-1`` (default): ``AUTO_BATCHES`` batches for models with BatchNorm statistics when
   the run updates masks; nothing otherwise.
@@ -21,22 +21,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 
 import jaxprune
 from jaxprune.data import eval_batches
-from jaxprune.train import optim
+from jaxprune.train.settings import Settings
 from jaxprune.train.state import TrainState
 
 AUTO_BATCHES = 20  # batches of the default (-1) for models with BatchNorm
 
 
 def plan(
-  config: ml_collections.ConfigDict,
+  settings: Settings,
   has_batch_stats: bool,
-  steps_per_epoch: int,
-  total_steps: int,
+  mask_updates: np.ndarray,
   train_examples: int,
 ) -> tuple[int | None, int]:
   """``(step, batches)``: recalibrate after ``step`` (0-based) over ``batches`` batches.
@@ -44,36 +42,39 @@ def plan(
   ``(None, 0)`` when the run does not recalibrate. Raises a ValueError for an explicit
   count that would be ignored or that the training split cannot fill.
 
+  Args:
+    settings: the run's settings (``pruning.recalibrate_bn``, ``train.batch_size``).
+    has_batch_stats: whether the model has BatchNorm statistics.
+    mask_updates: ``bool[total_steps]``, the steps that update masks
+      (`jaxprune.train.optim.mask_update_steps`).
+    train_examples: the size of the training split.
+
   Example:
     >>> from jaxprune.train.config import load_config
-    >>> config = load_config("default", {"pruning.schedule.kind": "one_shot",
-    ...   "pruning.schedule.unit": "steps", "pruning.schedule.begin": 30})
-    >>> plan(config, True, steps_per_epoch=10, total_steps=50, train_examples=1280)
+    >>> from jaxprune.train.optim import mask_update_steps
+    >>> from jaxprune.train.settings import resolve
+    >>> s = resolve(load_config("default", {"pruning.schedule.kind": "one_shot",
+    ...   "pruning.schedule.unit": "steps", "pruning.schedule.begin": 30}))
+    >>> updates = mask_update_steps(s.pruning, steps_per_epoch=10, total_steps=50)
+    >>> plan(s, True, updates, train_examples=1280)
     (30, 10)
-    >>> plan(config, False, steps_per_epoch=10, total_steps=50, train_examples=1280)
+    >>> plan(s, False, updates, train_examples=1280)
     (None, 0)
   """
-  pruning = config.pruning
-  asked = int(pruning.get("recalibrate_bn", -1))
-  if asked < -1:
-    raise ValueError(
-      f"config.pruning.recalibrate_bn={asked}; expected -1 (automatic), 0 (off) or a "
-      "number of batches, e.g. --config.pruning.recalibrate_bn=20."
-    )
+  pruning = settings.pruning
+  asked = pruning.recalibrate_bn
   if asked == 0:
     return None, 0
-  batch_size = int(config.train.batch_size)
+  batch_size = settings.train.batch_size
   full = train_examples // batch_size
-  updates = np.zeros(0, int)
-  if pruning.enabled:
-    updates = optim.mask_update_steps(config, steps_per_epoch, total_steps).nonzero()[0]
+  updates = np.flatnonzero(mask_updates)
   if asked == -1:
     if not (has_batch_stats and len(updates)):
       return None, 0
     return int(updates[-1]), min(AUTO_BATCHES, full)
   why = None
   if not has_batch_stats:
-    why = f"the model {config.model.name!r} has no BatchNorm statistics"
+    why = f"the model {settings.model.name!r} has no BatchNorm statistics"
   elif not pruning.enabled:
     why = "pruning is disabled (config.pruning.enabled=False)"
   elif not len(updates):

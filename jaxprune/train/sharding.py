@@ -25,13 +25,16 @@ v4-32 slice::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from jaxprune.train.settings import Settings
 
 AXIS = "data"
 PyTree = Any
@@ -106,6 +109,58 @@ def state_shardings(
   if not fsdp:
     return jax.tree.map(lambda _: replicated(mesh), state)
   return jax.tree.map(lambda x: NamedSharding(mesh, fsdp_spec(x.shape, mesh.size, min_size)), state)
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+  """Where a run's arrays live.
+
+  Attributes:
+    mesh: the device mesh (`make_mesh`).
+    batch: sharding of a batch (`batch_sharding`).
+    state: shardings of the train state (a pytree like it, `state_shardings`).
+    abstract: the train state from `jax.eval_shape`, without shardings.
+    abstract_state: ``ShapeDtypeStruct`` leaves with the state's shardings (the restore
+      and compile target).
+  """
+
+  mesh: Mesh
+  batch: NamedSharding
+  state: PyTree
+  abstract: PyTree
+  abstract_state: PyTree
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return replicated(self.mesh)
+
+  def put(self, batch: PyTree) -> PyTree:
+    """A host batch as a global array sharded over the batch axis."""
+    return global_batch(batch, self.batch)
+
+
+def place(settings: Settings, create_state: Callable[[], Any]) -> Placement:
+  """The placement of a run over all devices: checks batch sizes, shards the state.
+
+  Args:
+    settings: the run's settings (``train.batch_size``, ``train.eval_batch_size``,
+      ``sharding``).
+    create_state: builds the initial train state (traced with `jax.eval_shape` only).
+
+  Raises:
+    ValueError: if a batch size does not split evenly over the devices.
+  """
+  mesh = make_mesh()
+  check_batch_size(settings.train.batch_size, mesh)
+  check_batch_size(settings.train.eval_batch_size, mesh, "train.eval_batch_size")
+  abstract = jax.eval_shape(create_state)
+  shardings = state_shardings(
+    abstract, mesh, fsdp=settings.sharding.fsdp, min_size=settings.sharding.fsdp_min_size
+  )
+  target = jax.tree.map(
+    lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings
+  )
+  return Placement(mesh, batch_sharding(mesh), shardings, abstract, target)
 
 
 def global_batch(batch: PyTree, sharding: NamedSharding, *, place: bool = True) -> PyTree:

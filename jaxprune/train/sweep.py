@@ -24,9 +24,11 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jaxprune.train import settings as settings_lib
 from jaxprune.train.loop import train_and_evaluate
 from jaxprune.train.main import show_in_help
 from jaxprune.train.report import save_figure
+from jaxprune.train.settings import Settings
 
 # The sparsities of the classic MNIST weight- versus unit-pruning comparison.
 DEFAULT_SPARSITIES = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99)
@@ -61,15 +63,15 @@ def run_name(structure: str, criterion: str, sparsity: float) -> str:
   return f"{tag}-{criterion}-s{sparsity:g}"
 
 
-def _run(config: ml_collections.ConfigDict, workdir: Path, verbose: bool) -> dict[str, Any]:
+def _run(settings: Settings, workdir: Path, verbose: bool) -> dict[str, Any]:
   summary_path = workdir / "summary.json"
   if summary_path.exists():  # Written last, atomically: the run is complete.
     return json.loads(summary_path.read_text())
-  return train_and_evaluate(config, workdir, verbose=verbose)
+  return train_and_evaluate(settings, workdir, verbose=verbose)
 
 
 def run_sweep(
-  config: ml_collections.ConfigDict,
+  config: ml_collections.ConfigDict | Settings,
   workdir: str | os.PathLike,
   sparsities: Sequence[float] = DEFAULT_SPARSITIES,
   *,
@@ -81,7 +83,7 @@ def run_sweep(
   """Trains ``config`` at every sparsity, criterion and structure; writes the tables and plot.
 
   Args:
-    config: the base config (its pruning block is overridden per run).
+    config: the base config, or its settings (the pruning block is overridden per run).
     workdir: the sweep's folder; each run gets a subfolder (see `run_name`).
     sparsities: target sparsities, each in (0, 1).
     criteria: criterion names (default: the config's).
@@ -93,10 +95,11 @@ def run_sweep(
   Returns:
     One row per run with the fields of `COLUMNS`.
   """
+  base = settings_lib.ensure(config)
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  criteria = list(criteria or [config.pruning.criterion])
-  structures = list(structures or [config.pruning.structure])
+  criteria = list(criteria or [base.pruning.criterion])
+  structures = list(structures or [base.pruning.structure])
   for s in sparsities:
     if not 0.0 < float(s) < 1.0:
       raise ValueError(
@@ -108,16 +111,9 @@ def run_sweep(
   rows, baseline = [], None
   for i, (structure, criterion, sparsity) in enumerate(jobs, start=1):
     name = run_name(structure, criterion, sparsity)
-    cfg = config.copy_and_resolve_references()
-    with cfg.unlocked():
-      cfg.pruning.enabled = sparsity > 0
-      cfg.pruning.sparsity = sparsity if sparsity > 0 else float(config.pruning.sparsity)
-      cfg.pruning.criterion = criterion
-      cfg.pruning.structure = structure
-      cfg.report.progress = bool(config.report.progress) and verbose
     if verbose:
       print(f"[{i}/{len(jobs)}] {name}", flush=True)
-    summary = _run(cfg, workdir / name, verbose=False)
+    summary = _run(_job(base, structure, criterion, sparsity, verbose), workdir / name, False)
     if sparsity == 0:
       baseline = summary["test_accuracy"]
     rows.append(
@@ -145,6 +141,22 @@ def run_sweep(
     print(table)
     print(f"results in {os.fspath(workdir)}: results.csv, results.md, accuracy_vs_sparsity.png")
   return rows
+
+
+def _job(
+  base: Settings, structure: str, criterion: str, sparsity: float, verbose: bool
+) -> Settings:
+  """The settings of one run of the sweep (sparsity 0: the dense baseline)."""
+  return settings_lib.derive(
+    base,
+    {
+      "pruning.enabled": sparsity > 0,
+      "pruning.sparsity": sparsity if sparsity > 0 else base.pruning.sparsity,
+      "pruning.criterion": criterion,
+      "pruning.structure": structure,
+      "report.progress": base.report.progress and verbose,
+    },
+  )
 
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> None:

@@ -29,34 +29,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from jaxprune.data.text import TEXT_NAMES, USER_TEXT, TextDataset, load_text, parse_name
+from jaxprune.data.text import USER_TEXT, TextDataset, load_text, parse_name
 from jaxprune.data.text_batches import TextBatches, text_eval_batches
 from jaxprune.train.lm_metrics import LN2
 from jaxprune.train.sharding import HostLocalBatches
 from jaxprune.train.splits import Splits
-
-LM_METRICS = ("nats_per_byte", "bits_per_byte", "perplexity", "tokens")
-
-
-def is_text(data: ml_collections.ConfigDict) -> bool:
-  """Whether ``config.data`` names a text dataset (``"shakespeare"``, ``"text:PATH"``).
-
-  Example:
-    >>> import ml_collections
-    >>> is_text(ml_collections.ConfigDict({"name": "text:/tmp/notes.txt"}))
-    True
-    >>> is_text(ml_collections.ConfigDict({"name": "mnist"}))
-    False
-  """
-  return str(data.name).partition(":")[0] in TEXT_NAMES
+from jaxprune.train.text_settings import check_settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,63 +79,11 @@ class TextSplit:
     return (self.seq_len,)
 
 
-def _positive_int(data: ml_collections.ConfigDict, key: str) -> int:
-  value = data.get(key)
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(
-      f"config.data.{key}={value!r}: a text dataset ({data.name!r}) needs a positive int "
-      f"{key}, e.g. --config.data.{key}=128 (configs/shakespeare_lm.py sets it)."
-    )
-  return value
-
-
-def check_settings(data: ml_collections.ConfigDict) -> None:
-  """Refuses ``config.data`` settings a text dataset cannot honour (they would be ignored).
-
-  Raises:
-    ValueError: naming the setting and the corrected flag.
-  """
-  _positive_int(data, "seq_len")
-  base, _, path = str(data.name).partition(":")
-  if base == USER_TEXT and not path:
-    raise ValueError(
-      f"config.data.name={data.name!r} needs the path of the text, e.g. "
-      "--config.data.name=text:/data/corpus.txt (a file or a directory)."
-    )
-  image_only = {
-    "augment": (data.get("augment", ""), ""),
-    "image_size": (data.get("image_size", 0), 0),
-    "num_workers": (data.get("num_workers", 0), 0),
-    "fallback": (data.get("fallback", ""), ""),
-    "source_dir": (data.get("source_dir", ""), ""),
-    "download": (data.get("download", False), False),
-  }
-  if base == USER_TEXT:
-    image_only["data_dir"] = (data.get("data_dir", ""), "")
-  for key, (value, unset) in image_only.items():
-    if value != unset:
-      raise ValueError(
-        f"config.data.{key}={value!r} would be ignored by the text dataset {data.name!r}; "
-        f"set --config.data.{key}={unset!r}."
-      )
-  fractions = (float(data.get("validation_fraction", 0.0)), float(data.get("test_fraction", 0.0)))
-  if base != USER_TEXT and any(fractions):
-    raise ValueError(
-      f"{data.name!r} holds out whole plays for validation and test, so "
-      f"validation_fraction={fractions[0]} and test_fraction={fractions[1]} would be "
-      "ignored; set --config.data.validation_fraction=0 --config.data.test_fraction=0."
-    )
-  if base == USER_TEXT and not (min(fractions) > 0 and sum(fractions) < 1):
-    raise ValueError(
-      f"A user's text ({data.name!r}) is split by config.data.validation_fraction="
-      f"{fractions[0]} and config.data.test_fraction={fractions[1]}; both must be > 0 and sum "
-      "to less than 1, e.g. --config.data.validation_fraction=0.05 "
-      "--config.data.test_fraction=0.05."
-    )
-
-
-def load_splits(data: ml_collections.ConfigDict) -> Any:
+def load_splits(data: Any, verbose: bool = True) -> Any:
   """The train, validation and test `TextSplit`s of ``config.data`` (checked first).
+
+  ``verbose`` is accepted as by `jaxprune.train.input_pipeline.load_splits`; a text run has
+  no fallback dataset, so there is nothing to announce.
 
   Returns:
     A `jaxprune.train.input_pipeline.Splits` of `TextSplit`s.
@@ -165,6 +98,7 @@ def load_splits(data: ml_collections.ConfigDict) -> Any:
     >>> splits.train.num_tokens, splits.train.num_examples, splits.validation.image_shape
     (1520, 95, (16,))
   """
+  del verbose
   check_settings(data)
   seq_len = int(data.seq_len)
   name = str(data.name)
@@ -174,7 +108,7 @@ def load_splits(data: ml_collections.ConfigDict) -> Any:
       test_fraction=float(data.test_fraction),
     )
   else:
-    options = dict(data_dir=data.get("data_dir") or None)
+    options = dict(data_dir=getattr(data, "data_dir", "") or None)
   split = {s: TextSplit(load_text(name, s, **options), seq_len) for s in ("train", "validation")}
   test = load_text(name, split["train"].dataset.spec.test_split, **options)
   for part in (*split.values(), TextSplit(test, seq_len)):
@@ -342,16 +276,20 @@ def eval_batches(dataset: TextSplit, batch_size: int):
     yield {"image": batch["inputs"], "label": batch["targets"], "mask": batch["mask"]}
 
 
-def lm_summary(loss_sum: float, correct: float, count: float) -> dict[str, float]:
-  """Loss, accuracy and the LM metrics from the sums over the scored tokens of a split.
+def lm_metrics(sums: Mapping[str, Any]) -> dict[str, float]:
+  """Loss, accuracy and the LM metrics from the summed eval-step outputs over a text split.
+
+  The sums are those of `jaxprune.train.steps.eval_step` over the scored tokens
+  (``loss_sum`` in nats, ``correct``, ``count``).
 
   Example:
-    >>> out = lm_summary(loss_sum=10 * math.log(4.0), correct=3.0, count=10.0)
+    >>> out = lm_metrics({"loss_sum": 10 * math.log(4.0), "correct": 3.0, "count": 10.0})
     >>> out["bits_per_byte"], round(out["perplexity"], 9), out["accuracy"], out["tokens"]
     (2.0, 4.0, 0.3, 10)
   """
-  nats = loss_sum / count
-  accuracy = correct / count
+  count = float(sums["count"])
+  nats = float(sums["loss_sum"]) / count
+  accuracy = float(sums["correct"]) / count
   return {
     "loss": nats,
     "accuracy": accuracy,
@@ -361,47 +299,3 @@ def lm_summary(loss_sum: float, correct: float, count: float) -> dict[str, float
     "perplexity": math.exp(nats),
     "tokens": int(round(count)),
   }
-
-
-def evaluate(
-  eval_fn: Callable[[Any, dict], dict],
-  state: Any,
-  dataset: TextSplit,
-  batch_size: int,
-  put: Callable[[dict], dict] = lambda b: b,
-) -> dict[str, float]:
-  """Next-byte loss, accuracy and LM metrics over every scored byte of a text split.
-
-  Args:
-    eval_fn: the jitted `jaxprune.train.steps.eval_step` (sums weighted by ``"mask"``).
-    state: the train state.
-    dataset: the `TextSplit`.
-    batch_size: windows per evaluation batch (the last is padded and masked).
-    put: places a numpy batch on devices; identity by default.
-
-  Returns:
-    `lm_summary`'s dict: ``loss`` (nats per byte), ``accuracy``, ``error``,
-    ``nats_per_byte``, ``bits_per_byte``, ``perplexity`` and ``tokens`` (bytes scored).
-  """
-  sums = None
-  for batch in eval_batches(dataset, batch_size):
-    out = eval_fn(state, put(batch))
-    sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-  sums = jax.device_get(sums)
-  return lm_summary(float(sums["loss_sum"]), float(sums["correct"]), float(sums["count"]))
-
-
-def lm_record(split: str, result: dict[str, Any] | None) -> dict[str, Any]:
-  """``{f"{split}_bits_per_byte": ...}``: the LM metrics of an evaluation, named by split.
-
-  Empty for an image evaluation (or None), so it can be merged into any record.
-
-  Example:
-    >>> lm_record("test", lm_summary(2.0, 1.0, 2.0))["test_nats_per_byte"]
-    1.0
-    >>> lm_record("test", {"loss": 0.3, "accuracy": 0.9, "error": 0.1})
-    {}
-  """
-  if not result:
-    return {}
-  return {f"{split}_{k}": result[k] for k in LM_METRICS if k in result}

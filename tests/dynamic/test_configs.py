@@ -10,6 +10,7 @@ from jaxprune.train import models, optim
 from jaxprune.train.config import load_config
 from jaxprune.train.experiment import load_state
 from jaxprune.train.loop import train_and_evaluate
+from jaxprune.train.settings import resolve
 from jaxprune.train.state import create_train_state
 from jaxprune.train.steps import train_step
 
@@ -44,7 +45,7 @@ def test_drop_and_grow_configs_move_connections_at_constant_counts(name, tmp_pat
   train_and_evaluate(config, tmp_path, verbose=False)
   state = load_state(config, tmp_path)
   after = _kernel_masks(state.opt_state)
-  tx, _ = optim.make_optimizer(config, steps_per_epoch=22, total_steps=12)
+  tx, _ = optim.make_optimizer(resolve(config), steps_per_epoch=22, total_steps=12)
   before = _kernel_masks(tx.init(state.params))  # the random ERK masks of step 0
   for k in KERNELS:
     assert after[k].sum() == before[k].sum(), k
@@ -59,7 +60,7 @@ def test_static_erk_config_never_changes_its_masks(tmp_path):
   config = load_config("static_erk", SMALL)
   train_and_evaluate(config, tmp_path, verbose=False)
   state = load_state(config, tmp_path)
-  tx, _ = optim.make_optimizer(config, steps_per_epoch=22, total_steps=12)
+  tx, _ = optim.make_optimizer(resolve(config), steps_per_epoch=22, total_steps=12)
   before = _kernel_masks(tx.init(state.params))
   after = _kernel_masks(state.opt_state)
   for k in KERNELS:
@@ -84,7 +85,7 @@ def test_sr_ste_config_trains_exactly_2_of_4_in_the_loop(tmp_path):
 @pytest.mark.slow
 def test_sr_ste_config_on_lenet5_steps_with_2_of_4_kernels():
   config = load_config("sr_ste")
-  tx, _ = optim.make_optimizer(config, steps_per_epoch=10, total_steps=20)
+  tx, _ = optim.make_optimizer(resolve(config), steps_per_epoch=10, total_steps=20)
   model = models.get_model("lenet5", num_classes=10)
   state = create_train_state(model, tx, (28, 28, 1), seed=0)
   batch = {"image": jax.random.normal(jax.random.key(0), (8, 28, 28, 1)), "label": jnp.arange(8)}

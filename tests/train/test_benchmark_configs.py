@@ -100,7 +100,7 @@ def _kernel_weights(params) -> int:
 
 def test_imagenet_resnet50_config_builds_the_full_resnet50(mock_tfds):
   exp, abstract, logits = _full_model("imagenet_resnet50", mock_tfds)
-  assert exp.config.model.name == "resnet50" and exp.input_shape == (224, 224, 3)
+  assert exp.settings.model.name == "resnet50" and exp.input_shape == (224, 224, 3)
   assert count_params(abstract.params) == 25_557_032 and logits.shape == (2, 1000)
   # ERK covers every kernel, the first convolution and the classifier included.
   assert evaluation.num_pruned_weights(abstract.opt_state) == _kernel_weights(abstract.params)
@@ -109,7 +109,7 @@ def test_imagenet_resnet50_config_builds_the_full_resnet50(mock_tfds):
 
 def test_imagenet_vit_b16_config_builds_the_full_vit_b16(mock_tfds):
   exp, abstract, logits = _full_model("imagenet_vit_b16", mock_tfds)
-  assert exp.config.model.name == "vit_b16" and exp.input_shape == (224, 224, 3)
+  assert exp.settings.model.name == "vit_b16" and exp.input_shape == (224, 224, 3)
   assert count_params(abstract.params) == 86_567_656 and logits.shape == (2, 1000)
   assert abstract.params["pos_embed"].shape == (1, 197, 768)  # 14x14 patches + the class token
   assert sorted(k for k in abstract.params if k.startswith("block")) == sorted(

@@ -14,10 +14,10 @@ import jaxprune
 import jaxprune.data as jdata
 from jaxprune.train import (
   experiment,
-  input_pipeline,
   lm_metrics,
   sharding,
   tensorboard_log,
+  text_settings,
   text_task,
 )
 from jaxprune.train.config import load_config
@@ -299,10 +299,20 @@ def _data(**fields):
   ],
 )
 def test_text_settings_that_cannot_be_honoured_are_errors(fields, message):
+  # Refused when the config is resolved, before any data is read or anything compiles.
+  config = load_config("shakespeare_lm", {f"data.{k}": v for k, v in fields.items()})
   with pytest.raises(ValueError, match=message):
-    input_pipeline.resolve(_data(**fields))
+    jaxprune.train.resolve(config)
+
+
+def test_text_only_settings_on_an_image_dataset_are_errors():
+  with pytest.raises(ValueError, match="seq_len=128 applies only to text datasets"):
+    jaxprune.train.resolve(load_config("shakespeare_lm", {"data.name": "digits"}))
+  overrides = {"data.name": "digits", "data.seq_len": 0, "data.test_fraction": 0.1}
+  with pytest.raises(ValueError, match="test_fraction=0.1 applies only to text datasets"):
+    jaxprune.train.resolve(load_config("shakespeare_lm", overrides))
 
 
 def test_image_datasets_are_not_text():
-  assert not text_task.is_text(_data(name="digits"))
-  assert text_task.is_text(_data()) and text_task.is_text(_data(name="text:/a/b.txt"))
+  assert not text_settings.is_text(_data(name="digits"))
+  assert text_settings.is_text(_data()) and text_settings.is_text(_data(name="text:/a/b.txt"))

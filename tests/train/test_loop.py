@@ -1,5 +1,6 @@
 """The whole training loop for a few steps on the bundled digits: files, numbers, resume."""
 
+import dataclasses
 import json
 import shutil
 
@@ -17,6 +18,7 @@ from jaxprune.train.config import load_config
 from jaxprune.train.experiment import load_state
 from jaxprune.train.loop import train_and_evaluate
 from jaxprune.train.metrics_log import read_metrics
+from jaxprune.train.settings import resolve
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -50,7 +52,7 @@ def test_the_loop_writes_metrics_summary_plots_and_prints_the_table(reference):
   assert counts == (1293, 144, 360)
   # Both accuracies are those of the final state on the held-out and the test examples.
   state = load_state(reference.config, workdir)
-  splits = input_pipeline.load_splits(reference.config.data)
+  splits = input_pipeline.load_splits(resolve(reference.config).data)
   for name, dataset in (("validation", splits.validation), ("test", splits.test)):
     batch = dataset[np.arange(dataset.num_examples)]
     logits = state.apply_fn({"params": state.params}, batch["image"], train=False)
@@ -147,7 +149,7 @@ def test_the_loop_runs_the_frozen_step_exactly_where_the_masks_stay(tmp_path, mo
   monkeypatch.setattr(input_pipeline.TrainFeed, "jit_step", counted)
   config = load_config("default", small(train__num_steps=12, checkpoint__enabled=False))
   train_and_evaluate(config, tmp_path / "frozen", verbose=False)
-  updates = int(optim.mask_update_steps(config, 20, 12).sum())
+  updates = int(optim.mask_update_steps(resolve(config).pruning, 20, 12).sum())
   assert 0 < updates < 12 and calls == {False: updates, True: 12 - updates}
   calls.update({False: 0, True: 0})
   with config.unlocked():
@@ -158,7 +160,7 @@ def test_the_loop_runs_the_frozen_step_exactly_where_the_masks_stay(tmp_path, mo
 
 def test_mask_update_steps_follow_the_schedule():
   config = load_config("default", small())
-  steps = optim.mask_update_steps(config, steps_per_epoch=20, total_steps=60)
+  steps = optim.mask_update_steps(resolve(config).pruning, steps_per_epoch=20, total_steps=60)
   assert np.flatnonzero(steps).tolist() == list(range(4, 41, 4))
 
 
@@ -166,12 +168,11 @@ def test_mnist_without_files_falls_back_to_digits_with_a_notice(tmp_path, monkey
   # As on a machine without ../shared/data/mnist.
   monkeypatch.setattr(input_pipeline, "find_source_dir", lambda name, data_dir=None: None)
   monkeypatch.setattr(preparation, "find_source_dir", lambda name, data_dir=None: None)
-  data = load_config("default", {"data.data_dir": str(tmp_path / "tfds")}).data
+  data = resolve(load_config("default", {"data.data_dir": str(tmp_path / "tfds")})).data
   splits = input_pipeline.load_splits(data)
   assert splits.name == "digits" and "NOTICE" in splits.notice
   assert "python -m jaxprune.data prepare mnist" in capsys.readouterr().err
-  with data.unlocked():
-    data.fallback = ""
+  data = dataclasses.replace(data, fallback="")
   with pytest.raises(jdata.DatasetNotPreparedError, match="prepare mnist"):
     input_pipeline.load_splits(data)
   assert not (tmp_path / "tfds").exists()  # nothing was downloaded or written
@@ -193,12 +194,10 @@ def test_an_unknown_dataset_name_is_an_error_not_a_run_on_the_fallback(tmp_path,
 
 
 def test_only_known_or_prepared_dataset_names_pass(tmp_path):
-  data = load_config("default", {"data.data_dir": str(tmp_path)}).data
+  data = resolve(load_config("default", {"data.data_dir": str(tmp_path)})).data
 
   def check(name, download=False):
-    with data.unlocked():
-      data.name, data.download = name, download
-    input_pipeline.check_name(data)
+    input_pipeline.check_name(dataclasses.replace(data, name=name, download=download))
 
   for name in ("mnist", "fashion_mnist", "cifar10", "digits"):
     check(name)  # known, prepared or not
@@ -257,8 +256,8 @@ def test_the_fallback_run_uses_the_digits_settings_and_prints_the_notice_once(
   with config.unlocked():
     config.data.fallback_config = ""
   exp = experiment.build(config, verbose=False)
-  assert exp.config.data.name == "digits"
-  assert exp.config.pruning.schedule.to_dict() == default.pruning.schedule.to_dict()
+  assert exp.settings.data.name == "digits"
+  assert exp.settings.pruning.schedule == resolve(default).pruning.schedule
 
 
 def test_device_resident_and_host_batches_visit_the_same_examples():
@@ -312,7 +311,7 @@ def test_the_loop_compiles_both_steps_ahead_and_calls_only_those(tmp_path, monke
   )
   summary = train_and_evaluate(config, tmp_path, verbose=False)
   assert built == [(False, True, on_device), (True, True, on_device)]
-  updates = np.flatnonzero(optim.mask_update_steps(config, 20, 10)).tolist()
+  updates = np.flatnonzero(optim.mask_update_steps(resolve(config).pruning, 20, 10)).tolist()
   assert updates == [4, 8] and calls == {False: 2, True: 8}
   # The polynomial schedule (begin 4, end 40, power 3) at step 8, per kernel, exactly.
   target = 0.9 * (1 - (1 - (8 - 4) / (40 - 4)) ** 3)

@@ -1,6 +1,7 @@
 """Lottery tickets on digits: exact per-round sparsities, rewinding, controls, masks, resume."""
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -19,6 +20,7 @@ from jaxprune.train import experiment, export, lottery
 from jaxprune.train.config import load_config
 from jaxprune.train.loop import train_and_evaluate
 from jaxprune.train.metrics_log import read_metrics
+from jaxprune.train.settings import resolve
 
 # LeNet-300-100 on 8x8 digits: kernels of 64x300, 300x100 and 100x10.
 SIZES = {"Dense_0/kernel": 19200, "Dense_1/kernel": 30000, "Dense_2/kernel": 1000}
@@ -81,7 +83,7 @@ def test_rounds_reach_the_exact_per_layer_sparsities_and_are_nested(tickets):
       assert all(not (masks[p] & ~previous[p]).any() for p in SIZES)  # nested
     previous = masks
   # The trainer kept each round's masks fixed: the final state's masks are the file's.
-  config = lottery.round_config(
+  config = lottery.round_settings(
     tickets[0], workdir / "round_2" / "masks.npz", workdir / "rewind.npz"
   )
   final = experiment.load_state(config, workdir / "round_2")
@@ -93,7 +95,9 @@ def test_rounds_reach_the_exact_per_layer_sparsities_and_are_nested(tickets):
 @TICKETS
 def test_next_masks_prune_the_trained_weights_by_magnitude(tickets):
   config, workdir, _ = tickets
-  round_1 = lottery.round_config(config, workdir / "round_1" / "masks.npz", workdir / "rewind.npz")
+  round_1 = lottery.round_settings(
+    config, workdir / "round_1" / "masks.npz", workdir / "rewind.npz"
+  )
   trained = experiment.load_state(round_1, workdir / "round_1")
   masks = _masks(workdir / "round_2" / "masks.npz")
   for path, w in jaxprune._tree.leaves_with_paths(trained.params):
@@ -112,7 +116,9 @@ def test_round_starts_from_rewound_weights_and_a_fresh_optimizer(tickets):
     np.testing.assert_array_equal(rewind[path], np.asarray(w))  # rewind point: initialisation
   for r in (1, 2):
     masks = _masks(workdir / f"round_{r}" / "masks.npz")
-    cfg = lottery.round_config(config, workdir / f"round_{r}" / "masks.npz", workdir / "rewind.npz")
+    cfg = lottery.round_settings(
+      config, workdir / f"round_{r}" / "masks.npz", workdir / "rewind.npz"
+    )
     state = experiment.build(cfg, verbose=False).create_state()
     assert int(state.step) == 0 and int(state.opt_state.count) == 0
     for path, w in jaxprune._tree.leaves_with_paths(state.params):
@@ -285,7 +291,7 @@ def test_rewinding_to_step_k(tmp_path):
   )
   workdir = tmp_path / "lottery"
   # The rewind point is round 0's state after k steps, as a run stopped at k has it.
-  round_0 = lottery.round_config(config, workdir / "round_0" / "masks.npz", None)
+  round_0 = lottery.round_settings(config, workdir / "round_0" / "masks.npz", None)
   with contextlib.redirect_stdout(io.StringIO()):
     out = train_and_evaluate(round_0, tmp_path / "stopped", stop_step=k)
   assert out == {"steps": k, "stopped": True}
@@ -296,7 +302,9 @@ def test_rewinding_to_step_k(tmp_path):
     np.testing.assert_array_equal(rewind[path], np.asarray(w))
   # Round 0 went on to the end as if never stopped; round 1 trains steps k to the end.
   assert json.loads((workdir / "round_0" / "summary.json").read_text())["steps"] == 20
-  round_1 = lottery.round_config(config, workdir / "round_1" / "masks.npz", workdir / "rewind.npz")
+  round_1 = lottery.round_settings(
+    config, workdir / "round_1" / "masks.npz", workdir / "rewind.npz"
+  )
   assert int(experiment.build(round_1, verbose=False).create_state().step) == k
   steps = [r["step"] for r in read_metrics(workdir / "round_1" / "metrics.jsonl")]
   assert steps[0] == 10 and steps[-1] == 20
@@ -356,7 +364,7 @@ def test_a_killed_lottery_run_resumes_mid_round(tmp_path, env):
 
   config = load_config("lottery", RESUME)
   for name in ("round_1", "controls/random/round_1"):
-    cfg = lottery.round_config(config, killed / name / "masks.npz", killed / "rewind.npz")
+    cfg = lottery.round_settings(config, killed / name / "masks.npz", killed / "rewind.npz")
     a, b = experiment.load_state(cfg, reference / name), experiment.load_state(cfg, killed / name)
     assert int(a.step) == int(b.step) == 40
     for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
@@ -380,9 +388,8 @@ def test_global_rounds_share_one_threshold_and_keep_the_output_rate():
     "out": {"kernel": rng.normal(size=(20, 10)).astype(np.float32)},
   }
   paths = ["a/kernel", "b/kernel", "out/kernel"]
-  lot = load_config("lottery", {"lottery.distribution": "global"}).lottery
-  with lot.unlocked():
-    lot.output_layer = "out/kernel"
+  lot = resolve(load_config("lottery", {"lottery.distribution": "global"})).lottery
+  lot = dataclasses.replace(lot, output_layer="out/kernel")
   masks = jax.tree.map(lambda x: np.ones(x.shape, bool), params)
   for r in (1, 2):
     masks = lottery.next_masks(params, masks, r, lot, paths)

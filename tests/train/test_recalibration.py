@@ -7,9 +7,10 @@ from trainer_helpers import small
 
 import jaxprune
 from jaxprune.data import eval_batches
-from jaxprune.train import experiment, recalibration
+from jaxprune.train import experiment, optim, recalibration
 from jaxprune.train.config import load_config
 from jaxprune.train.loop import train_and_evaluate
+from jaxprune.train.settings import resolve
 
 # A narrow one-block-per-stage ResNet-20 on digits, pruned once at its last step (step 5).
 ONE_SHOT_AT_THE_END = dict(
@@ -60,7 +61,9 @@ def test_the_switch_re_estimates_batch_stats_after_one_shot_pruning(tmp_path):
 
 
 def _plan(config, has_batch_stats=True):
-  return recalibration.plan(config, has_batch_stats, 20, 60, train_examples=1293)
+  settings = resolve(config)
+  updates = optim.mask_update_steps(settings.pruning, steps_per_epoch=20, total_steps=60)
+  return recalibration.plan(settings, has_batch_stats, updates, train_examples=1293)
 
 
 def test_by_default_models_with_batchnorm_recalibrate_after_the_last_mask_update():

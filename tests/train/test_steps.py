@@ -147,10 +147,10 @@ def test_the_penalty_joins_the_objective_but_not_the_reported_loss():
 
 
 def test_unknown_penalties_are_refused_with_the_choices():
-  import ml_collections
+  from jaxprune.train.config import load_config
+  from jaxprune.train.penalty import TERMS
+  from jaxprune.train.settings import PENALTIES, resolve
 
-  from jaxprune.train.penalty import make_penalty
-
-  train = ml_collections.ConfigDict(dict(penalty="l2", penalty_weight=1.0))
   with pytest.raises(ValueError, match="'kl' .* or 'l0'"):
-    make_penalty(train, 100, 10)
+    resolve(load_config("default", {"train.penalty": "l2"}))
+  assert set(PENALTIES) == set(TERMS)  # every name the settings accept has its term
