@@ -134,6 +134,12 @@ def load_lm(path: str | os.PathLike, *, step: int | None = None) -> LoadedLM:
       f"The run in {os.fspath(path)!r} trained model {config.model.name!r}; one-shot pruning "
       "of language models needs the zoo's 'decoder_lm' (configs/shakespeare_lm.py)."
     )
+  steps = sorted(int(p.name) for p in (Path(path) / "checkpoints").iterdir() if p.name.isdigit())
+  if step is not None and step not in steps:
+    raise ValueError(
+      f"{os.fspath(path)!r} has no checkpoint of step {step}; its steps are {steps}. Pass one "
+      "of them, or no step for the latest."
+    )
   model = experiment.build(config, verbose=False).model
   state = experiment.load_state(config, path, step)
   data = {
