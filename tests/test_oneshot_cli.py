@@ -117,6 +117,7 @@ def test_magnitude_on_the_test_split_with_a_window_limit(files, tmp_path, capsys
   assert "block_1/down_proj/kernel" in capsys.readouterr().out
   want, count = reference_metrics(tmp_path / "hf", split_tokens(files, "test"), max_windows=5)
   assert out["pruned"]["tokens"] == count == 5 * T and out["data"]["eval_split"] == "test"
+  assert out["settings"]["structure"] == "layer" and out["settings"]["sparsity"] == 0.3
   np.testing.assert_allclose(out["pruned"]["perplexity"], want["perplexity"], rtol=1e-5)
   pruned = load_file(tmp_path / "hf/model.safetensors")
   for name, w in pruned.items():

@@ -32,6 +32,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxprune import structures
 from jaxprune.oneshot import lm_io
 from jaxprune.oneshot.blockwise import Blockwise, blockwise_from_decoder_lm
 from jaxprune.oneshot.capture import find_linears
@@ -284,6 +285,13 @@ def _prune(plan: Plan) -> OneShotResult:
     bar.close()
 
 
+def _structure_name(spec: LayerSpec) -> str:
+  st = spec.structure
+  if isinstance(st, structures.NOfM):
+    return f"{st.n}:{st.m}"
+  return "layer" if st.within is None else "output"
+
+
 def _finite(x: float) -> float | None:
   return x if math.isfinite(x) else None
 
@@ -309,7 +317,7 @@ def _summary(plan: Plan, result: OneShotResult, dense, pruned, timings, outputs,
     "settings": {
       "method": plan.spec.method,
       "sparsity": plan.spec.sparsity,
-      "structure": plan.spec.describe().split(" ", 1)[1],
+      "structure": _structure_name(plan.spec),
       "samples": plan.calibration.shape[0],
       "seq_len": plan.seq_len,
       "seed": a.seed,

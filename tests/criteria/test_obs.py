@@ -196,3 +196,17 @@ def test_upper_inverse_factor_is_the_cholesky_factor_of_the_inverse():
   got = np.asarray(obs_module._upper_inverse_factor(jnp.asarray(h, jnp.float32)))
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
   assert (np.tril(got, -1) == 0).all()
+
+
+@pytest.mark.parametrize(
+  ("mode", "structure", "sparsity"),
+  [("global", None, 0.5), ("within", structures.unstructured(within=-1), 0.3)]
+  + [("nm", structures.n_of_m(4, 8), 0.5)],
+)
+def test_obs_matches_numpy_reference_with_a_partial_last_block(mode, structure, sparsity):
+  w, x = layer(6, d_in=40)  # blocks of 16: two full blocks in the loop, then 8 rows
+  n, m = (structure.n, structure.m) if mode == "nm" else (2, 4)
+  want_w, want_keep = sparsegpt_reference(w, x, sparsity, mode, n=n, m=m, block=16)
+  got_w, keep = criteria.sparsegpt_update(w, x.T @ x, sparsity, structure, block_size=16)
+  np.testing.assert_array_equal(np.asarray(keep), want_keep)
+  np.testing.assert_allclose(got_w, want_w, rtol=2e-4, atol=2e-4)
