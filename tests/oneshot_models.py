@@ -98,3 +98,54 @@ def tokens(n, t, vocab=64, seed=1):
   """Calibration windows [n, t] with a skewed token distribution (like text)."""
   logits = -jnp.arange(vocab) / 8.0
   return jax.random.categorical(jax.random.key(seed), logits, shape=(n, t)).astype(jnp.int32)
+
+
+def sharded_run(mesh, method, structure, general):
+  """One-shot pruning of ``DecoderLM(general=general)`` with FSDP-sharded params over
+  ``mesh`` (axis "data") and the calibration batch split over it: masks, params, whether
+  shardings were kept, how many leaves are sharded, and whether the Gram pass all-reduces."""
+  import numpy as np
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+
+  from jaxprune import oneshot
+  from jaxprune.train.sharding import fsdp_spec
+
+  model = DecoderLM(general=general)
+  params = init(model)
+  params = jax.tree.map(
+    lambda x: jax.device_put(x, NamedSharding(mesh, fsdp_spec(x.shape, mesh.size, min_size=1))),
+    params,
+  )
+  bw = oneshot.blockwise_from_decoder_lm(model)
+  out = oneshot.prune_sequential(
+    bw,
+    params,
+    tokens(16, 8),
+    method=method,
+    structure=structure,
+    mesh=mesh,
+    settings=oneshot.Settings(batch_size=8, block_size=16),
+  )
+  kept = all(
+    new.sharding.is_equivalent_to(old.sharding, new.ndim)
+    for new, old in zip(jax.tree.leaves(out.params), jax.tree.leaves(params), strict=True)
+  )
+  sharded = sum(
+    len(x.sharding.device_set) > 1 and not x.sharding.is_fully_replicated
+    for x in jax.tree.leaves(out.params)
+  )
+  # The Gram pass over a batch split on "data" sums XᵀX across devices: an all-reduce.
+  hidden = jax.device_put(np.zeros((2, 8, 8, 32), np.float32), NamedSharding(mesh, P(None, "data")))
+  found = oneshot.find_linears(bw.block, params["block_0"], hidden[0])
+  collect = frozenset(lin.index for lin in found.linears)
+  grams = oneshot.sequential._programs(bw)["block_grams"]
+  hlo = grams.lower(params["block_0"], hidden, collect=collect).compile().as_text()
+  return {
+    "devices": mesh.size,
+    "kept_sharding": kept,
+    "sharded_leaves": int(sharded),
+    "all_reduce": "all-reduce" in hlo,
+    "masks": [np.asarray(m).tolist() for m in jax.tree.leaves(out.masks)],
+    "params": [np.asarray(p).tolist() for p in jax.tree.leaves(out.params)],
+  }

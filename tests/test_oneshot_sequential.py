@@ -12,6 +12,7 @@ import jaxprune
 from jaxprune import oneshot, structures
 from jaxprune.oneshot import LayerSpec, Settings
 
+SETTINGS = Settings(batch_size=8, block_size=16)  # 2 calibration batches; shared compilations
 BLOCK_KERNELS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -23,16 +24,19 @@ def lm():
 
 def hand_loop(model, params, windows, prune_block):
   """Embed; for each block: capture its linears' inputs on all windows (flax interceptors),
-  prune them with ``prune_block(block_params, activations)``, run the pruned block."""
+  prune them with ``prune_block(block_params, activations)``, run the pruned block. Each step
+  is jitted once for both blocks (same shapes)."""
   block = DecoderBlock(model.width, model.num_heads, model.mlp_width, model.general)
+  capture = jax.jit(lambda bp, h: jaxprune.criteria.capture_inputs(block.apply, {"params": bp}, h))
+  forward = jax.jit(lambda bp, h: block.apply({"params": bp}, h))
+  prune_block = jax.jit(prune_block)
   hidden = model.apply({"params": params}, windows, method="embed")
   params, masks = dict(params), {}
   for i in range(model.num_layers):
     bp = params[f"block_{i}"]
-    acts = jaxprune.criteria.capture_inputs(block.apply, {"params": bp}, hidden)
-    bp, masks[f"block_{i}"] = prune_block(bp, acts)
+    bp, masks[f"block_{i}"] = prune_block(bp, capture(bp, hidden))
     params[f"block_{i}"] = bp
-    hidden = block.apply({"params": bp}, hidden)
+    hidden = forward(bp, hidden)
   return params, masks
 
 
@@ -61,7 +65,7 @@ def test_sequential_pass_equals_a_hand_written_two_block_loop(lm, method):
   want_params, want_masks = hand_loop(model, params, windows, prune_block)
   bw = oneshot.blockwise_from_decoder_lm(model)
   out = oneshot.prune_sequential(
-    bw, params, windows, method=method, sparsity=0.5, settings=Settings(batch_size=4, block_size=16)
+    bw, params, windows, method=method, sparsity=0.5, settings=SETTINGS
   )
   got_k, want_k = kernel_paths(out.params), kernel_paths(want_params)
   got_m, want_m = kernel_paths(out.masks), kernel_paths(want_masks)
@@ -78,7 +82,7 @@ def test_sequential_pass_equals_a_hand_written_two_block_loop(lm, method):
 def test_embedding_head_and_norms_stay_dense_by_default(lm):
   model, params, windows = lm
   bw = oneshot.blockwise_from_decoder_lm(model)
-  out = oneshot.prune_sequential(bw, params, windows, settings=Settings(batch_size=8))
+  out = oneshot.prune_sequential(bw, params, windows, settings=SETTINGS)
   for path, x in jaxprune.oneshot.sequential.leaves_with_paths(params):
     new = dict(jaxprune.oneshot.sequential.leaves_with_paths(out.params))[path]
     mask = dict(jaxprune.oneshot.sequential.leaves_with_paths(out.masks))[path]
@@ -105,7 +109,7 @@ def test_exact_counts_in_every_kernel(lm, method, structure, sparsity):
     method=method,
     sparsity=sparsity,
     structure=structure,
-    settings=Settings(batch_size=8, block_size=16),
+    settings=SETTINGS,
   )
   for path, keep in kernel_paths(out.masks).items():
     keep = np.asarray(keep)
@@ -143,7 +147,7 @@ def test_true_sequential_takes_each_stages_inputs_from_the_pruned_stages(lm):
   bw = oneshot.blockwise_from_decoder_lm(model)
   runs = {
     seq: oneshot.prune_sequential(
-      bw, params, windows, method="wanda", settings=Settings(batch_size=8, sequential=seq)
+      bw, params, windows, method="wanda", settings=dataclasses.replace(SETTINGS, sequential=seq)
     )
     for seq in (False, True)
   }
@@ -172,9 +176,8 @@ def test_true_sequential_takes_each_stages_inputs_from_the_pruned_stages(lm):
   )
 
 
-def test_targets_prune_the_head_and_embedding_when_asked():
-  model = DecoderLM()
-  params, windows = init(model), tokens(8, 8)
+def test_targets_prune_the_head_and_embedding_when_asked(lm):
+  model, params, windows = lm
   bw = oneshot.blockwise_from_decoder_lm(model)
   targets = {
     "lm_head/kernel": LayerSpec("sparsegpt", 0.5),
@@ -182,9 +185,7 @@ def test_targets_prune_the_head_and_embedding_when_asked():
     ".*down_proj/kernel": None,
     ".*q_proj/kernel": 0.75,
   }
-  out = oneshot.prune_sequential(
-    bw, params, windows, targets=targets, settings=Settings(batch_size=8)
-  )
+  out = oneshot.prune_sequential(bw, params, windows, targets=targets, settings=SETTINGS)
   rep = {r.path: r for r in out.layers}
   assert rep["lm_head/kernel"].stage == "head" and rep["lm_head/kernel"].sparsity == 0.5
   assert rep["embed_tokens/embedding"].stage == "start"
@@ -242,7 +243,7 @@ def test_one_compiled_program_per_pass_whatever_the_depth():
       return inner(p, h)
 
     bw = dataclasses.replace(bw, block=block)
-    oneshot.prune_sequential(bw, init(model), tokens(8, 8), settings=Settings(batch_size=4))
+    oneshot.prune_sequential(bw, init(model), tokens(16, 8), settings=SETTINGS)
     return traces.count(depth)
 
   assert count(2) == count(4) <= 3  # find the linears, the Gram pass, the forward pass
@@ -280,7 +281,8 @@ def test_run_errors(lm):
     oneshot.prune_sequential(bw, params, windows, settings=Settings(seq_len=12, batch_size=8))
   with pytest.raises(ValueError, match="non-finite weights"):
     # 8 rows of 32 inputs: XᵀX has rank 8, singular without damping.
-    oneshot.prune_sequential(bw, params, windows[:1], settings=Settings(batch_size=1, damp=0.0))
+    settings = Settings(batch_size=1, damp=0.0, block_size=16)
+    oneshot.prune_sequential(bw, params, windows[:1], settings=settings)
 
 
 def test_calibration_windows_from_a_stream_use_the_models_context(lm):

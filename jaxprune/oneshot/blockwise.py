@@ -11,6 +11,7 @@ one class).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -103,6 +104,9 @@ def _is_static(x: Any) -> bool:
 def blockwise_from_decoder_lm(model: nn.Module) -> Blockwise:
   """The `Blockwise` view of a Linen decoder LM (the zoo's ``DecoderLM``).
 
+  Equal (hashable) models get the same `Blockwise`, so repeated runs on one model reuse
+  `prune_sequential`'s compiled passes.
+
   The model must have methods ``embed(tokens) -> hidden`` and ``head(hidden) -> logits`` and
   top-level submodules ``block_0`` ... ``block_{L-1}`` of one class with equal attributes,
   called as ``block(hidden)`` (static keyword arguments such as ``deterministic=True`` are
@@ -133,6 +137,19 @@ def blockwise_from_decoder_lm(model: nn.Module) -> Blockwise:
   """
   if not isinstance(model, nn.Module):
     raise TypeError(f"Expected a flax.linen Module; got {type(model).__name__}.")
+  try:
+    hash(model)
+  except TypeError:  # a module with unhashable attributes: no cache
+    return _blockwise(model)
+  return _cached_blockwise(model)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_blockwise(model: nn.Module) -> Blockwise:
+  return _blockwise(model)
+
+
+def _blockwise(model: nn.Module) -> Blockwise:
   for method in ("embed", "head"):
     if not callable(getattr(model, method, None)):
       raise TypeError(

@@ -207,5 +207,5 @@ def prune_linear(
     jnp.float32(damp),
     method=spec.method,
     structure=spec.structure,
-    block_size=int(block_size),
+    block_size=int(block_size) if spec.method == "sparsegpt" else 0,  # one program for others
   )

@@ -1,5 +1,7 @@
 """Layer-wise OBS (SparseGPT-style) against a NumPy reference; reconstruction error; errors."""
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,8 @@ import pytest
 
 import jaxprune
 from jaxprune import criteria, structures
+
+obs_module = importlib.import_module("jaxprune.criteria.obs")
 
 
 def sparsegpt_reference(w, x, sparsity, mode, n=2, m=4, block=16, damp=0.01):
@@ -169,3 +173,40 @@ def test_obs_zero_sparsity_leaf_is_untouched():
   np.testing.assert_array_equal(pruned["a"]["kernel"], w)
   assert masks["a"]["kernel"].all() and not masks["b"]["kernel"].all()
   assert jax.tree.structure(masks) == jax.tree.structure(params)
+
+
+def _compiled_instructions(rows, structure):
+  mode, n, m = obs_module._mode(structure, "kernel")
+  w, h = jnp.ones((rows, 8)), jnp.eye(rows)
+  low = obs_module._sparsegpt.lower(w, h, jnp.float32(0.5), mode=mode, n=n, m=m, block_size=128)
+  return sum(" = " in line for line in low.compile().as_text().splitlines())
+
+
+@pytest.mark.parametrize("structure", [None, structures.n_of_m(2, 4)])
+def test_solver_program_does_not_grow_with_the_number_of_blocks(structure):
+  # 4 and 16 lazy-update blocks of 128 inputs: one loop body serves every full block.
+  small, large = (_compiled_instructions(rows, structure) for rows in (512, 2048))
+  assert large <= small + 16, (small, large)
+
+
+def test_upper_inverse_factor_is_the_cholesky_factor_of_the_inverse():
+  _, x = layer(5, d_in=24, d_out=4, n=96)
+  h = x.T.astype(np.float64) @ x + np.eye(24)
+  want = np.linalg.cholesky(np.linalg.inv(h)).T  # upper, positive diagonal, H⁻¹ = UᵀU
+  got = np.asarray(obs_module._upper_inverse_factor(jnp.asarray(h, jnp.float32)))
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+  assert (np.tril(got, -1) == 0).all()
+
+
+@pytest.mark.parametrize(
+  ("mode", "structure", "sparsity"),
+  [("global", None, 0.5), ("within", structures.unstructured(within=-1), 0.3)]
+  + [("nm", structures.n_of_m(4, 8), 0.5)],
+)
+def test_obs_matches_numpy_reference_with_a_partial_last_block(mode, structure, sparsity):
+  w, x = layer(6, d_in=40)  # blocks of 16: two full blocks in the loop, then 8 rows
+  n, m = (structure.n, structure.m) if mode == "nm" else (2, 4)
+  want_w, want_keep = sparsegpt_reference(w, x, sparsity, mode, n=n, m=m, block=16)
+  got_w, keep = criteria.sparsegpt_update(w, x.T @ x, sparsity, structure, block_size=16)
+  np.testing.assert_array_equal(np.asarray(keep), want_keep)
+  np.testing.assert_allclose(got_w, want_w, rtol=2e-4, atol=2e-4)
