@@ -316,3 +316,19 @@ def test_text_only_settings_on_an_image_dataset_are_errors():
 def test_image_datasets_are_not_text():
   assert not text_settings.is_text(_data(name="digits"))
   assert text_settings.is_text(_data()) and text_settings.is_text(_data(name="text:/a/b.txt"))
+
+
+def test_jaxprune_oneshot_prunes_a_trainer_workdir_and_reads_its_data(dense_run, tmp_path):
+  # The workdir's config names the run's text and split; the dense numbers are the trainer's.
+  from jaxprune.oneshot import cli
+
+  config, workdir, summary = dense_run
+  out = cli.run([str(workdir), "--out", str(tmp_path / "pruned"), "--samples", "8", "--quiet"])
+  assert out["dense"]["bits_per_byte"] == pytest.approx(
+    summary["validation_bits_per_byte"], rel=1e-5
+  )
+  assert out["dense"]["tokens"] == summary["validation_tokens"]
+  assert out["pruned"]["bits_per_byte"] != out["dense"]["bits_per_byte"]
+  written = json.loads((tmp_path / "pruned" / "summary.json").read_text())
+  assert written["pruned"] == out["pruned"]
+  assert {layer["sparsity"] for layer in written["layers"]} == {0.5}  # sparsegpt's default
