@@ -658,6 +658,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   data = {s: load_text(data_name, s) for s in ("train", "validation", "test")}
   print(f"{info} data={data_name} {dataclasses.asdict(settings)} backend={jax.default_backend()}")
   command = "python benchmarks/structural_lm.py " + " ".join(sys.argv[1:] if argv is None else argv)
+  title = f"Structured pruning of a decoder LM on {data_name}"
   records, dense_eval = [], None
   for seed in (int(s) for s in args.seeds.split(",")):
     t0 = time.perf_counter()
@@ -667,15 +668,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     dense_eval = r["dense"]
     records.append(r)
     print(json.dumps(r), flush=True)
-    write_per_seed(
-      args.out, "Structured pruning of the Shakespeare LM", command, {"pruned": records}
-    )
+    write_per_seed(args.out, title, command, {"pruned": records})
   control = None
   if args.dense_ft:
     control = dense_finetune(model, params, data, settings)
     print(json.dumps(control), flush=True)
     rows = {"pruned": records, "dense_finetuned": [control]}
-    write_per_seed(args.out, "Structured pruning of the Shakespeare LM", command, rows)
+    write_per_seed(args.out, title, command, rows)
   print(table(records, control))
 
 
