@@ -33,6 +33,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxprune import structures
+from jaxprune.data.text import load_text
+from jaxprune.data.text_batches import text_eval_batches
 from jaxprune.oneshot import lm_io
 from jaxprune.oneshot.blockwise import Blockwise, blockwise_from_decoder_lm
 from jaxprune.oneshot.capture import find_linears
@@ -172,8 +174,6 @@ def _check_structure(spec: LayerSpec, bw: Blockwise, params: Any, seq_len: int) 
 def plan(args: argparse.Namespace) -> Plan:
   """Checks the settings, reads the checkpoint and the data, and draws the calibration
   windows; raises ValueError/TypeError naming the bad setting (nothing is computed yet)."""
-  from jaxprune.data.text import load_text
-  from jaxprune.data.text_batches import text_eval_batches
 
   structure = args.structure
   if structure is not None:

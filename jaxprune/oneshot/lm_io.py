@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 
 from jaxprune.data.text import TextDataset
 from jaxprune.data.text_batches import text_eval_batches
-from jaxprune.train import lm_metrics
+from jaxprune.train import experiment, lm_metrics
+from jaxprune.train.models.hf import load_hf, save_hf
 
 PyTree = Any
 HUGGING_FACE = "huggingface"
@@ -90,7 +92,6 @@ class LoadedLM:
 
 def run_config(workdir: str | os.PathLike) -> Any:
   """The config a ``jaxprune-train`` run saved in ``<workdir>/config.json``, as a ConfigDict."""
-  import ml_collections
 
   path = Path(workdir) / "config.json"
   if not path.is_file():
@@ -122,11 +123,9 @@ def load_lm(path: str | os.PathLike, *, step: int | None = None) -> LoadedLM:
         f"step={step} would be ignored: {os.fspath(path)!r} is a Hugging Face folder with one "
         "set of weights. Drop the step (it selects a checkpoint of a jaxprune-train workdir)."
       )
-    from jaxprune.train.models.hf import load_hf
 
     model, params = load_hf(path)
     return LoadedLM(model, params, kind, os.fspath(path))
-  from jaxprune.train import experiment
 
   config = run_config(path)
   if config.model.name != "decoder_lm":
@@ -230,9 +229,7 @@ def save_pruned(
   Returns:
     ``{"huggingface": path, "orbax": path}``.
   """
-  import orbax.checkpoint as ocp
-
-  from jaxprune.train.models.hf import save_hf
+  import orbax.checkpoint as ocp  # heavy; only writing the orbax copy needs it
 
   folder = Path(folder).absolute()
   hf, orbax_dir = folder / "hf", folder / "orbax"

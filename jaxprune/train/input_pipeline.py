@@ -58,24 +58,23 @@ def _tfds_knows(name: str) -> bool:
 def check_name(data: Data) -> None:
   """Refuses a dataset name that is neither known to jaxprune nor a prepared TFDS dataset.
 
-    Known names are those of `jaxprune.data.specs.SPECS`; any other name must be a TFDS
-    dataset prepared in the data directory (or one TFDS can build, with ``download``). A
-    misspelt name is never replaced by the fallback dataset.
+  Known names are those of `jaxprune.data.specs.SPECS`; any other name must be a TFDS
+  dataset prepared in the data directory (or one TFDS can build, with ``download``). A
+  misspelt name is never replaced by the fallback dataset.
 
-    Args:
-      data: ``settings.data``.
+  Args:
+    data: ``settings.data``.
 
-    Raises:
-      ValueError: naming the known datasets and the closest one.
+  Raises:
+    ValueError: naming the known datasets and the closest one.
 
-    Example:
-      >>> from jaxprune.train.settings import Data
-  from jaxprune.train.sharding import HostLocalBatches
-      >>> check_name(Data("mnist", data_dir="", source_dir="", download=False, fallback=""))
-      >>> check_name(Data("mnsit", data_dir="", source_dir="", download=False, fallback=""))
-      Traceback (most recent call last):
-      ...
-      ValueError: config.data.name='mnsit' is not a dataset ... Did you mean 'mnist'? ...
+  Example:
+    >>> from jaxprune.train.settings import Data
+    >>> check_name(Data("mnist", data_dir="", source_dir="", download=False, fallback=""))
+    >>> check_name(Data("mnsit", data_dir="", source_dir="", download=False, fallback=""))
+    Traceback (most recent call last):
+    ...
+    ValueError: config.data.name='mnsit' is not a dataset ... Did you mean 'mnist'? ...
   """
   name, data_dir = data.name, data.data_dir or None
   if name in SPECS or find_prepared(name, data_dir) is not None:
@@ -139,27 +138,26 @@ def resolve(data: Data) -> tuple[str, str | None]:
 def load_splits(data: Data, *, verbose: bool = True) -> Splits:
   """Resolves the dataset (see `resolve`) and loads its train, validation and test splits.
 
-    ``data.validation_fraction`` of the training split (drawn with ``data.validation_seed``,
-    see `jaxprune.data.split_validation`) is held out as the validation split; 0 holds out
-    nothing.
+  ``data.validation_fraction`` of the training split (drawn with ``data.validation_seed``,
+  see `jaxprune.data.split_validation`) is held out as the validation split; 0 holds out
+  nothing.
 
-    Args:
-      data: ``settings.data``.
-      verbose: print the fallback notice to stderr.
+  Args:
+    data: ``settings.data``.
+    verbose: print the fallback notice to stderr.
 
-    Returns:
-      The `Splits`.
+  Returns:
+    The `Splits`.
 
-    Example:
-      >>> from jaxprune.train.settings import Data
-  from jaxprune.train.sharding import HostLocalBatches
-      >>> data = Data("digits", data_dir="", source_dir="", download=False, fallback="",
-      ...             validation_fraction=0.1, validation_seed=0)
-      >>> splits = load_splits(data)
-      >>> splits.name, splits.train.num_examples, splits.validation.num_examples
-      ('digits', 1293, 144)
-      >>> splits.test.num_examples
-      360
+  Example:
+    >>> from jaxprune.train.settings import Data
+    >>> data = Data("digits", data_dir="", source_dir="", download=False, fallback="",
+    ...             validation_fraction=0.1, validation_seed=0)
+    >>> splits = load_splits(data)
+    >>> splits.name, splits.train.num_examples, splits.validation.num_examples
+    ('digits', 1293, 144)
+    >>> splits.test.num_examples
+    360
   """
   name, notice = resolve(data)
   if notice and verbose:
