@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -207,13 +206,7 @@ def evaluate_lm(
     nats, n = jax.device_get(step(params, batch))
     total += float(nats)
     count += float(n)
-  nats = total / count
-  return {
-    "nats_per_byte": nats,
-    "bits_per_byte": nats / lm_metrics.LN2,
-    "perplexity": math.exp(nats),
-    "tokens": int(count),
-  }
+  return lm_metrics.byte_metrics(total, count)
 
 
 def save_pruned(

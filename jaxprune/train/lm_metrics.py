@@ -118,3 +118,23 @@ def perplexity(nats_per_token: jax.Array | float) -> jax.Array:
     256.0
   """
   return jnp.exp(jnp.asarray(nats_per_token, jnp.float32))
+
+
+def byte_metrics(nats_sum: float, count: float) -> dict[str, float]:
+  """The reported metrics of a byte-level LM from summed nats over ``count`` scored bytes.
+
+  Host floats (float64), for summaries: ``nats_per_byte``, ``bits_per_byte``,
+  ``perplexity`` and ``tokens`` (the bytes scored).
+
+  Example:
+    >>> out = byte_metrics(10 * math.log(4.0), 10.0)
+    >>> out["bits_per_byte"], round(out["perplexity"], 9), out["tokens"]
+    (2.0, 4.0, 10)
+  """
+  nats = float(nats_sum) / float(count)
+  return {
+    "nats_per_byte": nats,
+    "bits_per_byte": nats / LN2,
+    "perplexity": math.exp(nats),
+    "tokens": int(round(float(count))),
+  }

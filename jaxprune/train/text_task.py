@@ -28,7 +28,6 @@ the metrics log and the summary.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,7 +37,7 @@ import numpy as np
 
 from jaxprune.data.text import USER_TEXT, TextDataset, load_text, parse_name
 from jaxprune.data.text_batches import TextBatches, text_eval_batches
-from jaxprune.train.lm_metrics import LN2
+from jaxprune.train.lm_metrics import byte_metrics
 from jaxprune.train.sharding import HostLocalBatches
 from jaxprune.train.splits import Splits
 from jaxprune.train.text_settings import check_settings
@@ -283,19 +282,13 @@ def lm_metrics(sums: Mapping[str, Any]) -> dict[str, float]:
   (``loss_sum`` in nats, ``correct``, ``count``).
 
   Example:
+    >>> import math
     >>> out = lm_metrics({"loss_sum": 10 * math.log(4.0), "correct": 3.0, "count": 10.0})
     >>> out["bits_per_byte"], round(out["perplexity"], 9), out["accuracy"], out["tokens"]
     (2.0, 4.0, 0.3, 10)
   """
   count = float(sums["count"])
-  nats = float(sums["loss_sum"]) / count
+  metrics = byte_metrics(sums["loss_sum"], count)
   accuracy = float(sums["correct"]) / count
-  return {
-    "loss": nats,
-    "accuracy": accuracy,
-    "error": 1.0 - accuracy,
-    "nats_per_byte": nats,
-    "bits_per_byte": nats / LN2,
-    "perplexity": math.exp(nats),
-    "tokens": int(round(count)),
-  }
+  nats = metrics["nats_per_byte"]
+  return {"loss": nats, "accuracy": accuracy, "error": 1.0 - accuracy, **metrics}
