@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jaxprune import masks
+from jaxprune import segments
 from jaxprune.segments import topk_masks
 from jaxprune.selection import Plan
 
@@ -32,6 +33,37 @@ def test_topk_masks_equal_leaf_by_leaf_masks(shapes, seed):
   got = jax.jit(topk_masks)(scores, [jnp.int32(k) for k in ks])
   for s, k, g in zip(scores, ks, got, strict=True):
     np.testing.assert_array_equal(np.asarray(g), np.asarray(masks.topk_mask(s, k)))
+
+
+@pytest.fixture(params=["cpu", "gpu"])
+def backend(request, monkeypatch):
+  """Traces the selection as on ``request.param`` (the GPU variant runs here on the CPU)."""
+  if request.param != jax.default_backend():
+    monkeypatch.setattr(jax, "default_backend", lambda: request.param)
+  return request.param
+
+
+@pytest.mark.parametrize("large", [segments.LARGE, 6000])
+def test_blocked_selection_matches_leaf_by_leaf_on_many_blocks(backend, large, monkeypatch):
+  # Segments of many blocks, ties spanning block and segment boundaries, NaNs, and every
+  # edge count; with large=6000 the two biggest arrays take the in-place path instead.
+  monkeypatch.setattr(segments, "LARGE", large)
+  rng = np.random.default_rng(1)
+  shapes = [(37, 101), (9000,), (60, 50), (2100,), (3, 3, 64, 7), (9000,), (5,)]
+  scores, ks = [], []
+  for i, shape in enumerate(shapes):
+    x = np.round(rng.normal(size=shape) * (1 + 3 * (i % 2))) / 2  # many ties
+    x[rng.random(shape) < 0.05] = np.nan
+    scores.append(jnp.asarray(x, jnp.float32))
+  n = [int(np.prod(s)) for s in shapes]
+  for counts in ([0, 1, 2, 3, 4, 5, 6], n, [c // 2 for c in n], [c - 1 for c in n]):
+    select = jax.jit(lambda s, c: segments.topk_masks(s, c))  # a new function: traced anew
+    got = select(scores, [jnp.int32(c) for c in counts])
+    for s, c, g in zip(scores, counts, got, strict=True):
+      np.testing.assert_array_equal(np.asarray(g), np.asarray(masks.topk_mask(s, c)))
+      assert int(g.sum()) == min(max(c, 0), s.size)
+  text = select.lower(scores, [jnp.int32(1)] * len(shapes)).as_text()
+  assert ("while" in text) == (backend == "cpu")  # the GPU variant runs a fixed pass count
 
 
 def test_topk_masks_needs_one_count_per_array():
