@@ -16,10 +16,14 @@ Models: ResNet-50 (`jaxprune.train.models.ResNet50`), a 12-block ViT of width 19
 24-block decoder LM (hand-written attention, SwiGLU MLP: 7 kernels a block), on 64x64
 images or 64 tokens, batch 8. ``--sweep`` compiles plain and magnitude steps of an MLP-like
 stack of 1 to 256 kernels of mixed shapes and plots seconds against pruned leaves.
+``--runtime`` times, for the same models, one magnitude selection of every mask at 90%
+(`jaxprune.selection.Plan.select`, jitted on its own; median of ``--rounds`` calls) against
+one plain adam train step, so that a faster compile is not bought with a slower update.
 
 Usage:
   python benchmarks/compile_time.py [--models resnet50,vit,lm] [--variants ...] [--rounds 3]
   python benchmarks/compile_time.py --sweep [--leaves 1,4,16,64,256] [--plot out.png]
+  python benchmarks/compile_time.py --runtime [--models ...] [--rounds 9]
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ import jax.numpy as jnp
 import optax
 
 import jaxprune
+from jaxprune.criteria.registry import get as get_criterion
+from jaxprune.selection import Plan
 from jaxprune.train.models import ResNet50
 from jaxprune.train.models.vit import ViTSmall
 
@@ -137,7 +143,8 @@ def step_fn(model, tx, has_bn: bool):
 
 
 def compile_once(model, variables, tx, x, y, has_bn):
-  """(seconds to lower and compile, HLO instructions) with every JAX cache cleared."""
+  """(seconds to lower and compile, (HLO instructions, kernels, distinct kernels)) with every
+  JAX cache cleared."""
   params = variables["params"]
   extra = {k: v for k, v in variables.items() if k != "params"}
   opt_state = jax.eval_shape(tx.init, params)
@@ -145,7 +152,8 @@ def compile_once(model, variables, tx, x, y, has_bn):
   start = time.perf_counter()
   compiled = jax.jit(step_fn(model, tx, has_bn)).lower(params, extra, opt_state, x, y).compile()
   seconds = time.perf_counter() - start
-  return seconds, count_instructions(compiled.as_text())
+  hlo = compiled.as_text()
+  return seconds, (count_instructions(hlo), *count_kernels(hlo))
 
 
 def count_instructions(hlo: str) -> int:
@@ -153,8 +161,33 @@ def count_instructions(hlo: str) -> int:
   return len(re.findall(r"^\s+(?:ROOT )?[%\w.\-]+ = ", hlo, flags=re.M))
 
 
+def count_kernels(hlo: str) -> tuple[int, int]:
+  """(fused computations, distinct ones) of a compiled module's text.
+
+  Two fused computations are the same kernel when they differ only in names and metadata;
+  XLA generates code once per distinct kernel, so the distinct count is what compile time
+  follows (a kernel that slices leaf i's scalar from a shared vector carries the constant
+  i, and is distinct from every other leaf's).
+
+  Example:
+    >>> xs = [jnp.ones((64, 32)) for _ in range(8)]
+    >>> shared = lambda xs, s: [jnp.abs(x) > s for x in xs]  # one kernel, used 8 times
+    >>> apart = lambda xs, s: [jnp.abs(x) > s + i for i, x in enumerate(xs)]  # 8 kernels
+    >>> kernels = lambda f: count_kernels(jax.jit(f).lower(xs, 0.5).compile().as_text())
+    >>> kernels(shared)[1] < 4, kernels(apart)
+    (True, (8, 8))
+  """
+  bodies = []
+  for comp in re.split(r"\n(?=\S)", hlo):
+    if comp.startswith("%fused_computation") or comp.startswith("%wrapped"):
+      body = comp.split("\n", 1)[-1]
+      bodies.append(re.sub(r"metadata=\{[^}]*\}|backend_config=\{.*\}|%[\w.\-]+", "", body))
+  return len(bodies), len(set(bodies))
+
+
 def interleaved_compiles(model, variables, variants, x, y, has_bn, rounds):
-  """({variant: [seconds per round]}, {variant: HLO instructions}), variants interleaved."""
+  """({variant: [seconds per round]}, {variant: (instructions, kernels, distinct)}), with the
+  variants interleaved."""
   times = {v: [] for v in variants}
   sizes = {}
   for _ in range(rounds):
@@ -175,8 +208,45 @@ def bench(models, variants, rounds):
     for v in variants:
       med = statistics.median(times[v])
       ratio = f"{med / base:5.2f}x" if base else "   -  "
-      extra = sizes[v] - sizes.get("plain", sizes[v])
-      print(f"  {v:14s} {med:7.2f} s  {ratio}  HLO {sizes[v]:6d} (+{extra})")
+      (hlo, kernels, distinct), plain = sizes[v], sizes.get("plain", sizes[v])
+      print(
+        f"  {v:14s} {med:7.2f} s  {ratio}  HLO {hlo:6d} (+{hlo - plain[0]})  kernels "
+        f"{kernels} (+{kernels - plain[1]}), distinct {distinct} (+{distinct - plain[2]})"
+      )
+
+
+def runtime(models, rounds):
+  """Milliseconds of one selection of every mask and of one plain adam step, per model."""
+  for name in models:
+    model, x, y, has_bn = model_and_batch(name)
+    variables = model.init(jax.random.key(0), x)
+    params = variables["params"]
+    extra = {k: v for k, v in variables.items() if k != "params"}
+    plan = Plan.make(params, "uniform", None)
+    magnitude = get_criterion("magnitude")
+
+    def select(p, s, plan=plan):
+      return plan.select(jax.tree.leaves(p), jax.tree.map(jnp.abs, p), s, s, magnitude)
+
+    tx = optax.adam(1e-3)
+    calls = {
+      "select": (jax.jit(select), (params, jnp.float32(0.9))),
+      "adam step": (jax.jit(step_fn(model, tx, has_bn)), (params, extra, tx.init(params), x, y)),
+    }
+    times = {k: [] for k in calls}
+    for fn, args in calls.values():
+      jax.block_until_ready(fn(*args))
+    for _ in range(rounds):
+      for k, (fn, args) in calls.items():
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times[k].append(time.perf_counter() - start)
+    ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    size = sum(p.size for p in jax.tree.leaves(params))
+    print(
+      f"{name}: {size / 1e6:.1f}M params, selection {ms['select']:.1f} ms, adam step "
+      f"{ms['adam step']:.1f} ms ({ms['select'] / ms['adam step']:.2f}x), {rounds} rounds"
+    )
 
 
 def sweep(leaves, rounds, plot):
@@ -188,11 +258,12 @@ def sweep(leaves, rounds, plot):
     y = jnp.zeros(8, jnp.int32)
     got, sizes = interleaved_compiles(model, variables, ("plain", "magnitude"), x, y, False, rounds)
     plain, masked = (statistics.median(got[v]) for v in ("plain", "magnitude"))
-    rows.append((n, plain, masked, sizes["plain"], sizes["magnitude"]))
+    (hlo_p, _, distinct_p), (hlo_m, _, distinct_m) = sizes["plain"], sizes["magnitude"]
+    rows.append((n, plain, masked))
     print(
       f"  {n:4d} leaves: plain {plain:6.2f} s, masked {masked:6.2f} s ({masked / plain:4.2f}x), "
-      f"HLO {sizes['plain']} -> {sizes['magnitude']} "
-      f"(+{(sizes['magnitude'] - sizes['plain']) / n:.0f} per leaf)"
+      f"HLO {hlo_p} -> {hlo_m} (+{(hlo_m - hlo_p) / n:.0f} per leaf), distinct kernels "
+      f"{distinct_p} -> {distinct_m} (+{(distinct_m - distinct_p) / n:.1f} per leaf)"
     )
   if plot:
     import matplotlib  # lazy: only the plot needs it
@@ -220,9 +291,12 @@ def main():
   parser.add_argument("--sweep", action="store_true")
   parser.add_argument("--leaves", default="1,4,16,64,256")
   parser.add_argument("--plot", default="")
+  parser.add_argument("--runtime", action="store_true")
   args = parser.parse_args()
   print(f"jax {jax.__version__}, backend {jax.default_backend()}")
-  if args.sweep:
+  if args.runtime:
+    runtime(args.models.split(","), args.rounds)
+  elif args.sweep:
     sweep([int(n) for n in args.leaves.split(",")], args.rounds, args.plot)
   else:
     bench(args.models.split(","), args.variants.split(","), args.rounds)

@@ -1,31 +1,32 @@
-"""Exact top-k masks of many arrays at once: one selection program for all of them.
+"""Exact top-k masks of many arrays at once: a few selection programs for all of them.
 
 Selecting array by array gives every pruned leaf its own program (sample sort, counting
 loop, tie cut), so the compile time of a masked step grew with the number of pruned leaves.
-`topk_masks` instead lays the keys (`masks.sortable_keys`) of every array end to end in one
-buffer of fixed-size blocks, each array (a *segment*) padded to whole blocks with the lowest
-key, and runs the selection once over that buffer with one threshold per segment:
+`topk_masks` selects arrays in three groups, each with one program whatever its number of
+arrays:
 
 * arrays of at most `masks.SORT_LIMIT` entries are padded to one length, stacked and
-  sorted together (their k-th key is read from the sort, as `masks.topk_mask` does);
-* larger arrays go into the block buffer. A sorted strided sample brackets every segment's
-  k-th key; each counting pass then counts `_PARTS` thresholds per segment in one pass over
-  the whole buffer (per block, then summed per segment), shrinking every bracket ~5x, until
-  all have converged (on GPUs, a fixed number of radix passes instead, as in `masks`);
-* the ties at each threshold are cut at the lowest flat indices: per block tie counts give
-  each segment's one boundary block, and only those blocks are scanned entry by entry.
+  sorted together (the k-th key is read from the sort, as `masks.topk_mask` does);
+* arrays of up to `LARGE` entries lay their keys (`masks.sortable_keys`) end to end in one
+  buffer of fixed-size blocks, each array (a *segment*) padded to whole blocks. One sorted
+  strided sample per segment brackets its k-th key; each counting pass then counts
+  `_PARTS` thresholds per segment in one pass over the whole buffer (per block, then summed
+  per segment), shrinking every bracket ~5x, until all have converged (on GPUs, a fixed
+  number of radix passes instead, as in `masks`). The ties at each threshold are cut at
+  the lowest flat indices: per-block tie counts give each segment's one boundary block,
+  and only those blocks are scanned entry by entry;
+* larger arrays are not copied into the buffer: the copy is one more pass over memory at
+  every update, and a model has few of them. They are selected in place, one vmapped
+  `masks.topk_keys_mask` per distinct size.
 
-The program's size does not depend on the number of arrays beyond their own key, padding
-and slicing operations. The masks are those of `masks.topk_mask`, entry for entry: exactly
-``clip(k, 0, n)`` kept, ties at the threshold to the lowest flat index, NaN lowest. Padding
-keys are 0, below every real key except NaN's, and lie after the segment's entries, so the
-k-th largest key of a padded segment is that of the array and its ties are cut in the same
-place.
+The masks are those of `masks.topk_mask`, entry for entry: exactly ``clip(k, 0, n)`` kept,
+ties at the threshold to the lowest flat index, NaN lowest. Padding is NaN (key 0, below
+every real key) after the segment's entries, so the k-th largest key of a padded segment
+is that of the array and its ties are cut in the same place.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -46,7 +47,7 @@ from jaxprune.masks import (
 
 _ROWS, _COLS = 15, 64  # a block: 15 rows (at most 15 per 8-bit field) of 64 columns
 _BLOCK = _ROWS * _COLS
-LARGE = 1 << 20  # arrays of at least this many entries are selected in place (see above)
+LARGE = 1 << 20  # arrays of at least this many entries are selected in place
 _SAMPLE_TOTAL = 1 << 16  # sampled keys of all segments together (each in [1024, 16384])
 
 
@@ -78,13 +79,13 @@ def topk_masks(scores: Sequence[jax.Array], ks: Sequence[Any] | jax.Array) -> li
     ks = jnp.asarray([jnp.asarray(k, jnp.int32) for k in ks], jnp.int32).reshape(-1)
   sizes = [math.prod(jnp.shape(s)) for s in scores]
   out: list[Any] = [jnp.zeros(jnp.shape(s), bool) for s in scores]
-  groups = {  # small: sorted together; medium: one block buffer; large: in place, per size
-    _sorted_masks: [i for i, n in enumerate(sizes) if 0 < n <= SORT_LIMIT],
-    _blocked_masks: [i for i, n in enumerate(sizes) if SORT_LIMIT < n < LARGE],
-  }
+  groups = [  # (program, the arrays it selects)
+    (_sorted_masks, [i for i, n in enumerate(sizes) if 0 < n <= SORT_LIMIT]),
+    (_blocked_masks, [i for i, n in enumerate(sizes) if SORT_LIMIT < n < LARGE]),
+  ]
   for n in sorted({n for n in sizes if n >= LARGE}):
-    groups[functools.partial(_stacked_masks, n)] = [i for i, m in enumerate(sizes) if m == n]
-  for select, group in groups.items():
+    groups.append((_stacked_masks, [i for i, m in enumerate(sizes) if m == n]))
+  for select, group in groups:
     if not group:
       continue
     idx = np.asarray(group)
@@ -96,9 +97,8 @@ def topk_masks(scores: Sequence[jax.Array], ks: Sequence[Any] | jax.Array) -> li
   return out
 
 
-def _stacked_masks(n: int, flat: list[jax.Array], ns: np.ndarray, k: jax.Array) -> list[jax.Array]:
-  """Masks of large arrays of one size ``n``: `masks.topk_keys_mask`, vmapped over a stack."""
-  del n
+def _stacked_masks(flat: list[jax.Array], ns: np.ndarray, k: jax.Array) -> list[jax.Array]:
+  """Masks of large arrays of one size: `masks.topk_keys_mask`, vmapped over a stack."""
   if len(flat) == 1:
     return [topk_keys_mask(sortable_keys(flat[0]), k[0])]
   keep = jax.vmap(topk_keys_mask)(sortable_keys(jnp.stack(flat)), k)
@@ -106,7 +106,7 @@ def _stacked_masks(n: int, flat: list[jax.Array], ns: np.ndarray, k: jax.Array) 
 
 
 def _sorted_masks(flat: list[jax.Array], ns: np.ndarray, k: jax.Array) -> list[jax.Array]:
-  """Masks of small arrays: one sort of all of them, padded to one length with key 0."""
+  """Masks of small arrays: one sort of all of them, padded to one length."""
   width = int(ns.max())
   rows = sortable_keys(jnp.stack([_pad(x, width) for x in flat]))
   t = jnp.take_along_axis(jnp.sort(rows, axis=1), (width - jnp.maximum(k, 1))[:, None], 1)
@@ -156,7 +156,7 @@ def _pad(x: jax.Array, n: int) -> jax.Array:
 
 
 def _blocked_masks(flat: list[jax.Array], ns: np.ndarray, k: jax.Array) -> list[jax.Array]:
-  """Masks of large arrays from one block buffer of all their keys."""
+  """Masks of mid-sized arrays from one block buffer of all their keys."""
   lay = _Layout(ns)
   padded = [_pad(x, b * _BLOCK) for x, b in zip(flat, lay.blocks, strict=True)]
   buf = sortable_keys(jnp.concatenate(padded)).reshape(-1, _ROWS, _COLS)
@@ -182,7 +182,8 @@ def _search(buf, lay, counts, k):
   stride = padded // m  # >= 2: a large segment has more than 2 * SAMPLE_MIN entries
   at = (lay.starts * _BLOCK)[:, None] + stride[:, None] * np.arange(m)[None, :]
   sample = jnp.sort(buf.reshape(-1)[jnp.asarray(at, jnp.int32)], axis=1)  # (segments, m)
-  # Expected rank of the answer in the sample, widened by ~5 binomial standard deviations.
+  # Expected rank of the answer in the sample (from the lowest key; the sample covers the
+  # segment's first stride * m entries), widened by ~5 binomial standard deviations.
   q = (jnp.asarray(stride * m, jnp.float32) - k) / jnp.asarray(stride, jnp.float32)
   margin = 5.0 * jnp.sqrt(jnp.maximum(q * (1 - q / m), 1.0)) + 2.0
   pick = lambda r: jnp.take_along_axis(sample, jnp.clip(r, 0, m - 1)[:, None], 1)[:, 0]

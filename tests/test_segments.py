@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxprune import masks
-from jaxprune import segments
+from jaxprune import masks, segments
 from jaxprune.segments import topk_masks
 from jaxprune.selection import Plan
 
@@ -50,7 +49,7 @@ def test_blocked_selection_matches_leaf_by_leaf_on_many_blocks(backend, large, m
   monkeypatch.setattr(segments, "LARGE", large)
   rng = np.random.default_rng(1)
   shapes = [(37, 101), (9000,), (60, 50), (2100,), (3, 3, 64, 7), (9000,), (5,)]
-  scores, ks = [], []
+  scores = []
   for i, shape in enumerate(shapes):
     x = np.round(rng.normal(size=shape) * (1 + 3 * (i % 2))) / 2  # many ties
     x[rng.random(shape) < 0.05] = np.nan
