@@ -55,7 +55,7 @@ def topk_masks(scores: Sequence[jax.Array], ks: Sequence[Any] | jax.Array) -> li
   """Bool masks keeping exactly ``clip(k_i, 0, n_i)`` highest scores of each ``scores[i]``.
 
   Equal to ``[masks.topk_mask(s, k) for s, k in zip(scores, ks)]``, computed by one
-  selection program for all arrays.
+  selection program per group of arrays (small, mid-sized, and each large size).
 
   Args:
     scores: arrays of any shapes (ranked as float32).

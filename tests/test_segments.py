@@ -105,3 +105,15 @@ def test_selection_program_does_not_grow_per_leaf_of_one_shape():
   # and scoring (about 60 instructions).
   few, many = _select_instructions(2), _select_instructions(16)
   assert (many - few) / 14 < 100, (few, many)
+
+
+def test_leaves_of_many_sizes_share_one_search():
+  # Ten mid-sized arrays of ten different sizes: one counting loop for all of them (one per
+  # size before), and one more for each distinct size of at least `LARGE` entries.
+  scores = [jnp.ones((3000 + 97 * i,)) for i in range(10)]
+  select = jax.jit(lambda s, c: segments.topk_masks(s, c))
+  text = select.lower(scores, [jnp.int32(5)] * 10).as_text()
+  assert text.count("stablehlo.while") == 1
+  big = [jnp.ones((segments.LARGE,)), jnp.ones((segments.LARGE,)), jnp.ones((segments.LARGE + 8,))]
+  text = select.lower(scores + big, [jnp.int32(5)] * 13).as_text()
+  assert text.count("stablehlo.while") == 3
