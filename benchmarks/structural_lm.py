@@ -337,7 +337,8 @@ def _paths(params: PyTree) -> list[str]:
 
 
 def make_evaluate(model: nn.Module, settings: Settings) -> Callable[[PyTree, TextDataset], dict]:
-  """``evaluate(params, split) -> {"nats", "bits_per_byte", "perplexity", "tokens"}``."""
+  """``evaluate(params, split)`` -> `lm_metrics.byte_metrics` of the split (``nats_per_byte``,
+  ``bits_per_byte``, ``perplexity``, ``tokens``)."""
 
   @jax.jit
   def sums(params, batch):
@@ -351,13 +352,7 @@ def make_evaluate(model: nn.Module, settings: Settings) -> Callable[[PyTree, Tex
     ):
       s, n = jax.device_get(sums(params, batch))
       total, count = total + float(s), count + float(n)
-    nats = total / count
-    return {
-      "nats": nats,
-      "bits_per_byte": nats / lm_metrics.LN2,
-      "perplexity": math.exp(nats),
-      "tokens": int(count),
-    }
+    return lm_metrics.byte_metrics(total, count)
 
   return evaluate
 
@@ -406,7 +401,7 @@ def tune(finetune, evaluate, params, data, settings: Settings, seed: int) -> dic
     )
     val = evaluate(tuned, data["validation"])
     by_lr[f"{lr:g}"] = val["perplexity"]
-    if best is None or val["nats"] < best[0]["nats"]:
+    if best is None or val["nats_per_byte"] < best[0]["nats_per_byte"]:
       best = (val, lr, tuned)
   val, lr, tuned = best
   return {

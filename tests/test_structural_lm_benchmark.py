@@ -94,9 +94,9 @@ def test_one_seed_removes_a_quarter_of_the_heads_and_units_and_reports(workdir, 
     for split in ("val", "test"):
       got = record[stage][split]
       assert got["tokens"] == 6 * SEQ
-      assert got["bits_per_byte"] == pytest.approx(got["nats"] / np.log(2))
-      assert got["perplexity"] == pytest.approx(np.exp(got["nats"]))
-  assert record["removed"]["val"]["nats"] != record["dense"]["val"]["nats"]
+      assert got["bits_per_byte"] == pytest.approx(got["nats_per_byte"] / np.log(2))
+      assert got["perplexity"] == pytest.approx(np.exp(got["nats_per_byte"]))
+  assert record["removed"]["val"]["nats_per_byte"] != record["dense"]["val"]["nats_per_byte"]
   assert record["finetuned"]["lr"] in settings.ft_lrs
   assert set(record["finetuned"]["val_ppl_by_lr"]) == {"0.001", "0.0003"}
   json.dumps(record)  # the per-seed file can hold it
